@@ -1,0 +1,162 @@
+"""Салон «Бархат» / Velvet salon: a small booking site that embeds flask-recovery.
+
+Run it with ``python -m example_app`` or ``flask --app example_app run``; fill it with
+demo data with ``flask --app example_app seed`` (done automatically on first start).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+from flask import Flask, render_template, request
+from flask_babel import Babel, get_locale
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .forms import LanguageForm, StaffForm
+from .helpers import here, local_time, rubles, select_locale
+from .integration import recovery
+from .models import db
+from .staff import current_staff, current_staff_key
+
+__all__ = ["create_app", "db", "recovery"]
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _database_url(instance_path: str) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return "sqlite:///" + os.path.join(instance_path, "salon.sqlite")
+    # postgres:// (Heroku style) and a bare postgresql:// use psycopg 3, the driver we ship.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _configure(app: Flask, config: dict[str, Any] | None) -> None:
+    app.config.update(
+        SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-velvet-salon-secret"),
+        SQLALCHEMY_DATABASE_URI=_database_url(app.instance_path),
+        RECOVERY_CURRENCY="RUB",
+        RECOVERY_TIMEZONE="Europe/Moscow",
+        RECOVERY_DEFAULT_LOCALE="ru",
+        BABEL_DEFAULT_LOCALE="ru",
+        BABEL_DEFAULT_TIMEZONE="Europe/Moscow",
+        MAIL_SERVER=os.environ.get("MAIL_SERVER", "localhost"),
+        MAIL_PORT=int(os.environ.get("MAIL_PORT", "8025")),
+        MAIL_SUPPRESS_SEND=_env_flag("MAIL_SUPPRESS_SEND", False),
+        MAIL_DEFAULT_SENDER=os.environ.get(
+            "MAIL_DEFAULT_SENDER", "Салон «Бархат» <hello@salon.example.com>"
+        ),
+        SALON_AUTO_SEED=True,
+    )
+    if config:
+        app.config.update(config)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the salon's app; any key of ``config`` overrides the defaults."""
+    app = Flask(__name__, instance_relative_config=True)
+    _configure(app, config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    # The salon's own Babel first, so the extension uses it instead of creating one.
+    Babel(app, locale_selector=select_locale)
+    recovery.init_app(app, db=db)
+
+    from .views import LOCATIONS, SPECIALITIES, STATUS_LABELS, bp
+
+    app.register_blueprint(bp)
+    app.add_template_filter(rubles, "rubles")
+    app.add_template_filter(local_time, "local_time")
+
+    @app.context_processor
+    def _layout_context() -> dict[str, Any]:
+        if request.endpoint is None or not request.endpoint.startswith("salon."):
+            if request.endpoint != "static" and request.blueprint is not None:
+                return {}
+        next_path = here()
+        return {
+            "current_locale": str(get_locale() or "ru"),
+            "current_staff": current_staff(),
+            "current_staff_key": current_staff_key(),
+            "lang_form": LanguageForm(formdata=None, next=next_path),
+            "staff_form": StaffForm(formdata=None, staff=current_staff_key(), next=next_path),
+            "status_labels": STATUS_LABELS,
+            "specialities": SPECIALITIES,
+            "locations": LOCATIONS,
+        }
+
+    _register_errors(app)
+    _register_cli(app)
+
+    if app.config["SALON_AUTO_SEED"]:
+        with app.app_context():
+            _create_tables_and_seed()
+    return app
+
+
+def _create_tables_and_seed() -> None:
+    from .seed import needs_seed, seed
+
+    db.create_all()
+    recovery.create_all()
+    if needs_seed():
+        seed()
+
+
+_ERROR_TITLES = {
+    400: "Something is wrong with that request",
+    403: "You may not do that",
+    404: "Page not found",
+    405: "That does not work here",
+    409: "That clashes with the current state",
+    500: "Something went wrong on our side",
+}
+
+
+def _register_errors(app: Flask) -> None:
+    def _friendly(error: HTTPException):
+        api_prefix = (app.config.get("RECOVERY_URL_PREFIX") or "") + "/api/"
+        if request.path.startswith(api_prefix):
+            return error  # the extension's JSON API answers in JSON
+        code = error.code or 500
+        title = _(_ERROR_TITLES.get(code, "Something went wrong"))
+        default = type(error).description
+        message = error.description if error.description != default else None
+        return render_template("salon/error.html", code=code, title=title, message=message), code
+
+    app.register_error_handler(HTTPException, _friendly)
+
+    @app.errorhandler(InternalServerError)
+    def _server_error(error: InternalServerError):
+        return _friendly(InternalServerError())
+
+
+def _register_cli(app: Flask) -> None:
+    @app.cli.command("seed")
+    @click.option(
+        "--reset-recovery",
+        is_flag=True,
+        help="Also drop and re-create the extension's tables (its incidents refer to booking ids).",
+    )
+    def seed_command(reset_recovery: bool) -> None:
+        """Wipe the salon's tables and fill them with the demo data."""
+        from .seed import seed
+
+        db.create_all()
+        if reset_recovery:
+            recovery.drop_all()
+        recovery.create_all()
+        seed()
+        click.echo("Demo data ready: 6 services, 4 masters, 12 clients, 20 bookings.")

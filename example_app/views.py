@@ -1,0 +1,151 @@
+"""The salon's pages: day list, checkout, clients, and the language and role switchers."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from .forms import CompleteVisitForm, LanguageForm, StaffForm, csrf_failed
+from .helpers import LANG_SESSION_KEY, safe_next, salon_today, salon_tz
+from .integration import get_booking_row, recovery, to_booking
+from .models import Client, SalonBooking, db
+from .staff import SESSION_KEY as STAFF_SESSION_KEY
+
+bp = Blueprint("salon", __name__)
+
+STATUS_LABELS = {
+    "booked": _l("Booked"),
+    "completed": _l("Completed"),
+    "cancelled": _l("Cancelled"),
+    "no_show": _l("No-show"),
+}
+
+SPECIALITIES = {
+    "stylist": _l("Stylist"),
+    "barber": _l("Barber"),
+    "nails": _l("Nail artist"),
+    "colourist": _l("Colourist"),
+}
+
+LOCATIONS = {"center": _l("Centre"), "north": _l("North branch")}
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _parse_day(raw: str | None) -> date:
+    """``?date=YYYY-MM-DD`` (today when absent); a friendly 400 for anything else."""
+    if raw is None or raw == "":
+        return salon_today()
+    try:
+        if not _DATE_RE.match(raw):
+            raise ValueError(raw)
+        day = date.fromisoformat(raw)
+    except ValueError:
+        abort(400, _("The date must look like 2025-03-14."))
+    if not 1971 <= day.year <= 9998:
+        abort(400, _("That date is out of range."))
+    return day
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    tz = salon_tz()
+    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(timezone.utc)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(timezone.utc)
+    return start, end
+
+
+def _back_to(form_next: str | None):
+    return redirect(safe_next(form_next) or url_for("salon.index"), code=303)
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("salon.day"))
+
+
+@bp.get("/day")
+def day():
+    the_day = _parse_day(request.args.get("date"))
+    start, end = _day_bounds(the_day)
+    rows = db.session.scalars(
+        db.select(SalonBooking)
+        .where(SalonBooking.starts_at >= start, SalonBooking.starts_at < end)
+        .order_by(SalonBooking.starts_at, SalonBooking.id)
+    ).unique().all()
+    return render_template(
+        "salon/day.html",
+        day=the_day,
+        today=salon_today(),
+        prev_day=the_day - timedelta(days=1),
+        next_day=the_day + timedelta(days=1),
+        rows=[(row, to_booking(row)) for row in rows],
+    )
+
+
+def _booking_or_404(booking_id: str) -> SalonBooking:
+    row = get_booking_row(booking_id)
+    if row is None:
+        abort(404, _("There is no booking with that number."))
+    return row
+
+
+@bp.get("/bookings/<booking_id>/checkout")
+def checkout(booking_id: str):
+    row = _booking_or_404(booking_id)
+    return render_template("salon/checkout.html", booking=row, form=CompleteVisitForm())
+
+
+@bp.post("/bookings/<booking_id>/complete")
+def complete(booking_id: str):
+    row = _booking_or_404(booking_id)
+    form = CompleteVisitForm()
+    if not form.validate_on_submit():
+        abort(400, _("The form has expired. Go back, reload the page and try again."))
+    here = url_for("salon.checkout", booking_id=row.id)
+    if row.status == "completed":
+        flash(_("This visit is already marked completed."), "info")
+        return redirect(here, code=303)
+    if row.status != "booked":
+        flash(_("A cancelled booking or a no-show cannot be marked completed."), "error")
+        return redirect(here, code=303)
+    row.status = "completed"
+    db.session.commit()
+    if hasattr(recovery, "visit_completed"):
+        recovery.visit_completed(str(row.id))
+    flash(_("Visit marked completed. Thank you!"), "success")
+    return redirect(here, code=303)
+
+
+@bp.get("/clients")
+def clients():
+    rows = db.session.scalars(db.select(Client).order_by(Client.name, Client.id)).all()
+    return render_template("salon/clients.html", clients=rows)
+
+
+@bp.post("/lang")
+def set_language():
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        if csrf_failed(form):
+            abort(400, _("The form has expired. Go back, reload the page and try again."))
+        abort(400, _("Unknown language."))
+    session[LANG_SESSION_KEY] = form.lang.data
+    return _back_to(form.next.data)
+
+
+@bp.post("/staff")
+def set_staff():
+    form = StaffForm()
+    if not form.validate_on_submit():
+        if csrf_failed(form):
+            abort(400, _("The form has expired. Go back, reload the page and try again."))
+        abort(400, _("Unknown staff member."))
+    if form.staff.data:
+        session[STAFF_SESSION_KEY] = form.staff.data
+    else:
+        session.pop(STAFF_SESSION_KEY, None)
+    return _back_to(form.next.data)

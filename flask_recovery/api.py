@@ -1,0 +1,116 @@
+"""The JSON API: the same rules as the pages, for SPA and mobile hosts.
+
+Every POST must be ``Content-Type: application/json`` (415 otherwise): a cross-site HTML
+form cannot send that, so cookie-authenticated hosts need no CSRF token here. Errors are
+``{"error": {"code", "message", "field"?}}`` with a 4xx status, never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import domain
+from .errors import InvalidInput, RecoveryError
+from .extension import get_recovery
+from .openapi import openapi_document
+
+
+class UnsupportedMediaType(RecoveryError):
+    """A POST without a JSON body."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+def _json_body(allow_empty: bool = False) -> dict[str, Any]:
+    if not request.is_json:
+        raise UnsupportedMediaType("Send the request body as JSON (Content-Type: application/json).")
+    if allow_empty and not request.get_data(cache=True):
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object.", field="body")
+    return body
+
+
+def _allowed_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(f"Unknown field {unknown[0]!r}; allowed: {sorted(allowed)}.", field=unknown[0])
+
+
+def create_api_blueprint() -> Blueprint:
+    """The nested ``recovery.api`` blueprint (mounted at ``{prefix}/api``)."""
+    api = Blueprint("api", __name__)
+
+    @api.errorhandler(RecoveryError)
+    def _recovery_error(error: RecoveryError):
+        return jsonify(error.to_dict()), error.status
+
+    @api.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        code = (error.name or "error").lower().replace(" ", "_")
+        return jsonify({"error": {"code": code, "message": error.description}}), error.code
+
+    @api.get("/openapi.json")
+    def openapi():
+        """The OpenAPI 3.1 document of this API."""
+        return jsonify(openapi_document())
+
+    @api.post("/bookings/<booking_id>/incidents")
+    def record_incident(booking_id: str):
+        """Record an incident on a booking -> 201 with the incident."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "incident.record")
+        booking = recovery.load_booking(booking_id)
+        body = _json_body()
+        _allowed_fields(body, {"category", "severity", "description", "corrective_action", "conduct"})
+        incident = domain.record_incident(
+            recovery.session,
+            booking,
+            staff,
+            category=body.get("category"),
+            severity=body.get("severity"),
+            description=body.get("description"),
+            corrective_action=body.get("corrective_action"),
+            conduct=body.get("conduct", False),
+        )
+        return jsonify(incident.to_dict()), 201
+
+    @api.get("/bookings/<booking_id>")
+    def booking(booking_id: str):
+        """A booking's incidents, compensations, flags, follow-ups and history."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_staff(staff)
+        booking = recovery.load_booking(booking_id)
+        return jsonify(domain.booking_record(recovery.session, booking, staff))
+
+    def _transition(incident_id: str, action):
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        body = _json_body(allow_empty=True)
+        _allowed_fields(body, {"note"})
+        incident = action(recovery.session, incident_id, staff, note=body.get("note"))
+        return jsonify(incident.to_dict()), 200
+
+    @api.post("/incidents/<incident_id>/resolve")
+    def resolve_incident(incident_id: str):
+        """Resolve a case -> 200 (the follow-up clock starts)."""
+        return _transition(incident_id, domain.resolve_incident)
+
+    @api.post("/incidents/<incident_id>/reopen")
+    def reopen_incident(incident_id: str):
+        """Reopen a resolved or closed case -> 200."""
+        return _transition(incident_id, domain.reopen_incident)
+
+    @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def not_found(unknown: str):
+        """Unknown API paths answer in JSON too."""
+        return jsonify({"error": {"code": "not_found", "message": "No such API endpoint."}}), 404
+
+    return api

@@ -1,0 +1,279 @@
+"""Recognize: recording, resolving, reopening and closing incidents on a booking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .. import signals
+from ..config import CONDUCT_CATEGORY, SEVERITIES, category_keys, key, permitted
+from ..entities import Booking, Staff
+from ..errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound
+from ..models import Incident, utcnow
+from .audit import audit, history_for_booking
+
+#: Statuses from which each transition may start.
+RESOLVABLE = ("open", "reopened")
+REOPENABLE = ("resolved", "closed")
+CLOSABLE = ("resolved",)
+
+
+def require_staff(staff: Staff | None) -> Staff:
+    """Return ``staff`` if someone is logged in; raise 401 otherwise."""
+    if staff is None:
+        raise NotAuthenticated("Log in as a staff member first.")
+    return staff
+
+
+def require_permission(staff: Staff | None, action: str) -> Staff:
+    """Return ``staff`` if logged in and allowed ``action``; raise 401/403 otherwise."""
+    require_staff(staff)
+    if not permitted(current_app.config, action, staff.role):
+        raise NotAllowed(f"The role {staff.role!r} may not do {action!r}.")
+    return staff
+
+
+def clean_text(value: Any, field: str, *, required: bool) -> str | None:
+    """Validate one free-text field: a string, no NUL bytes, within ``MAX_TEXT_LENGTH``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"{field} is required.", field=field)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string.", field=field)
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters.", field=field)
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    limit = current_app.config[key("MAX_TEXT_LENGTH")]
+    if len(value) > limit:
+        raise InvalidInput(f"{field} is too long ({len(value)} characters; at most {limit}).", field=field)
+    return value
+
+
+def _check_choice(value: Any, field: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value is None or value == "":
+        raise InvalidInput(f"{field} is required; one of {choices}.", field=field)
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInput(f"{field} must be one of {choices}.", field=field)
+    return value
+
+
+def record_incident(
+    session: Session,
+    booking: Booking,
+    staff: Staff | None,
+    *,
+    category: Any = None,
+    severity: Any = None,
+    description: Any = None,
+    corrective_action: Any = None,
+    conduct: Any = False,
+    now: datetime | None = None,
+) -> Incident:
+    """Record what went wrong on ``booking``; return the new open incident.
+
+    ``conduct=True`` (or the category ``client_conduct``) records client abuse of staff:
+    it earns no compensation and flags the client with a warning, not a VIP flag.
+    """
+    require_permission(staff, "incident.record")
+    if not staff.can_see(booking):
+        raise NotFound("No such booking.")
+    if not isinstance(conduct, bool):
+        raise InvalidInput("conduct must be true or false.", field="conduct")
+    if conduct and category in (None, ""):
+        category = CONDUCT_CATEGORY
+    category = _check_choice(category, "category", category_keys(current_app.config))
+    if conduct and category != CONDUCT_CATEGORY:
+        raise InvalidInput(
+            f"conduct: true records client abuse of staff; its category is {CONDUCT_CATEGORY!r}.",
+            field="category",
+        )
+    conduct = category == CONDUCT_CATEGORY
+    severity = _check_choice(severity, "severity", SEVERITIES)
+    description = clean_text(description, "description", required=True)
+    corrective_action = clean_text(corrective_action, "corrective_action", required=False)
+
+    incident = Incident(
+        booking_id=booking.id,
+        client_id=booking.client_id,
+        location=booking.location,
+        category=category,
+        severity=severity,
+        conduct=conduct,
+        description=description,
+        corrective_action=corrective_action,
+        status="open",
+        recorded_by=staff.id,
+        recorded_by_name=staff.name[:120],
+        staff_id=booking.staff_id,
+        visit_started_at=booking.starts_at,
+        visit_ended_at=booking.ends_at,
+        recorded_at=now or utcnow(),
+        reopen_count=0,
+    )
+    session.add(incident)
+    session.flush()
+    audit(
+        session,
+        "incident.recorded",
+        actor=staff,
+        booking_id=booking.id,
+        client_id=booking.client_id,
+        subject_type="incident",
+        subject_id=incident.id,
+        data={"category": category, "severity": severity, "conduct": conduct},
+    )
+    session.commit()
+    signals.send_robust(signals.incident_recorded, incident=incident, booking=booking, staff=staff)
+    return incident
+
+
+def get_incident(session: Session, incident_id: Any, staff: Staff | None) -> Incident:
+    """The incident with ``incident_id`` if ``staff`` may see it; 401/404 otherwise."""
+    require_staff(staff)
+    try:
+        incident_id = int(incident_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such incident.") from None
+    if not 0 < incident_id < 2**31:
+        raise NotFound("No such incident.")
+    incident = session.get(Incident, incident_id)
+    if incident is None or (staff.location is not None and incident.location != staff.location):
+        raise NotFound("No such incident.")
+    return incident
+
+
+def _transition(
+    session: Session,
+    incident_id: Any,
+    staff: Staff | None,
+    *,
+    action: str,
+    permission: str,
+    from_statuses: tuple[str, ...],
+    values: dict[str, Any],
+    note: Any = None,
+) -> Incident:
+    """Move an incident between statuses with a conditional UPDATE (no read-then-write race)."""
+    require_permission(staff, permission)
+    incident = get_incident(session, incident_id, staff)
+    note = clean_text(note, "note", required=False)
+    if "resolution_note" in values:
+        values["resolution_note"] = note
+    result = session.execute(
+        update(Incident)
+        .where(Incident.id == incident.id, Incident.status.in_(from_statuses))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        current = session.get(Incident, incident.id)
+        raise Conflict(f"The incident is {current.status}; it cannot be {action} now.")
+    audit(
+        session,
+        f"incident.{action}",
+        actor=staff,
+        booking_id=incident.booking_id,
+        client_id=incident.client_id,
+        subject_type="incident",
+        subject_id=incident.id,
+        data={"status": values["status"]},
+    )
+    session.commit()
+    session.refresh(incident)
+    return incident
+
+
+def resolve_incident(session: Session, incident_id: Any, staff: Staff | None, note: Any = None) -> Incident:
+    """Mark the case resolved (the follow-up clock starts). 409 unless open or reopened."""
+    now = utcnow()
+    return _transition(
+        session,
+        incident_id,
+        staff,
+        action="resolved",
+        permission="incident.resolve",
+        from_statuses=RESOLVABLE,
+        values={"status": "resolved", "resolved_at": now, "resolved_by": staff.id if staff else None,
+                "resolution_note": None},
+        note=note,
+    )
+
+
+def reopen_incident(session: Session, incident_id: Any, staff: Staff | None, note: Any = None) -> Incident:
+    """Reopen a resolved or closed case. 409 unless resolved or closed."""
+    return _transition(
+        session,
+        incident_id,
+        staff,
+        action="reopened",
+        permission="incident.reopen",
+        from_statuses=REOPENABLE,
+        values={"status": "reopened", "reopened_at": utcnow(), "closed_at": None,
+                "reopen_count": Incident.reopen_count + 1},
+        note=note,
+    )
+
+
+def close_incident(session: Session, incident_id: Any, staff: Staff | None, note: Any = None) -> Incident:
+    """Close a resolved case for good (the client confirmed). 409 unless resolved."""
+    return _transition(
+        session,
+        incident_id,
+        staff,
+        action="closed",
+        permission="incident.resolve",
+        from_statuses=CLOSABLE,
+        values={"status": "closed", "closed_at": utcnow()},
+        note=note,
+    )
+
+
+def incidents_for_booking(session: Session, booking_id: str) -> list[Incident]:
+    """The booking's incidents, newest first."""
+    stmt = (
+        select(Incident)
+        .where(Incident.booking_id == booking_id)
+        .order_by(Incident.recorded_at.desc(), Incident.id.desc())
+    )
+    return list(session.scalars(stmt))
+
+
+def booking_record(session: Session, booking: Booking, staff: Staff | None) -> dict[str, Any]:
+    """Everything the extension knows about ``booking``, as the staff member may see it."""
+    require_staff(staff)
+    if not staff.can_see(booking):
+        raise NotFound("No such booking.")
+    incidents = incidents_for_booking(session, booking.id)
+    show_conduct = permitted(current_app.config, "conduct.view", staff.role)
+    return {
+        "booking": {
+            "id": booking.id,
+            "client_id": booking.client_id,
+            "service": booking.service,
+            "starts_at": booking.starts_at.isoformat(),
+            "ends_at": booking.ends_at.isoformat(),
+            "status": booking.status,
+            "price": booking.price,
+            "currency": current_app.config[key("CURRENCY")],
+        },
+        "incidents": [_visible(i.to_dict(), show_conduct) for i in incidents],
+        "compensations": [],
+        "flags": [],
+        "followups": [],
+        "history": [e.to_dict() for e in history_for_booking(session, booking.id)],
+    }
+
+
+def _visible(incident: dict[str, Any], show_conduct: bool) -> dict[str, Any]:
+    """Hide the text of a conduct note from roles not allowed to read it."""
+    if incident["conduct"] and not show_conduct:
+        incident = dict(incident, description=None, corrective_action=None, restricted=True)
+    return incident

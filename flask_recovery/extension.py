@@ -1,0 +1,209 @@
+"""The :class:`Recovery` extension object: ``init_app``, host loaders and per-app state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app, has_request_context, request
+from flask_babel import Babel, get_locale
+from flask_mail import Mail
+from markupsafe import Markup
+
+from . import config as cfg
+from .entities import Booking, Staff
+from .errors import NotFound
+
+BookingLoader = Callable[[str], Booking | None]
+StaffLoader = Callable[[], Staff | None]
+BookingsBetween = Callable[[datetime, datetime], Iterable[Booking]]
+
+
+@dataclass
+class _State:
+    """What one app's ``app.extensions["recovery"]`` holds."""
+
+    recovery: Recovery
+    db: Any
+    mail: Mail
+    url_prefix: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Recovery:
+    """Service recovery for a Flask booking site.
+
+    ::
+
+        recovery = Recovery()
+        recovery.init_app(app, db=db)
+
+        @recovery.booking_loader
+        def load_booking(booking_id): ...
+
+        @recovery.staff_loader
+        def current_staff(): ...
+
+    The object stores no app: per-app state lives on ``app.extensions["recovery"]``, so
+    one ``Recovery`` may serve several apps, each with its own configuration.
+    """
+
+    def __init__(self, app: Flask | None = None, db: Any = None) -> None:
+        self._booking_loader: BookingLoader | None = None
+        self._staff_loader: StaffLoader | None = None
+        self._bookings_between: BookingsBetween | None = None
+        if app is not None:
+            self.init_app(app, db=db)
+
+    # -- host plug-in points -------------------------------------------------------
+
+    def booking_loader(self, func: BookingLoader) -> BookingLoader:
+        """Register ``func(booking_id: str) -> Booking | None``."""
+        self._booking_loader = func
+        return func
+
+    def staff_loader(self, func: StaffLoader) -> StaffLoader:
+        """Register ``func() -> Staff | None``: who is logged in at the desk."""
+        self._staff_loader = func
+        return func
+
+    def bookings_between(self, func: BookingsBetween) -> BookingsBetween:
+        """Register ``func(start, end) -> Iterable[Booking]`` (finished visits, return rates)."""
+        self._bookings_between = func
+        return func
+
+    # -- setup ---------------------------------------------------------------------
+
+    def init_app(self, app: Flask, db: Any = None) -> None:
+        """Configure ``app``: defaults, validation, blueprint, template helpers, CLI.
+
+        ``db`` is the host's ``flask_sqlalchemy.SQLAlchemy``; when omitted, the one
+        registered on ``app`` is used. Raises :class:`~flask_recovery.config.ConfigError`
+        naming the bad key, and ``RuntimeError`` on a second ``init_app`` for one app.
+        """
+        if "recovery" in app.extensions:
+            raise RuntimeError("flask-recovery is already initialised on this app; call init_app once.")
+        if db is None:
+            db = app.extensions.get("sqlalchemy")
+        if db is None:
+            raise RuntimeError(
+                "flask-recovery needs Flask-SQLAlchemy: pass db= to Recovery()/init_app() "
+                "or initialise SQLAlchemy on the app first."
+            )
+        cfg.apply_defaults(app.config)
+        cfg.validate(app.config)
+
+        mail = app.extensions.get("mail")
+        if mail is None:
+            mail = Mail(app)
+            mail = app.extensions.get("mail", mail)
+
+        if "babel" not in app.extensions:
+            Babel(
+                app,
+                locale_selector=_select_locale,
+                default_locale=app.config[cfg.key("DEFAULT_LOCALE")],
+            )
+
+        prefix = app.config[cfg.key("URL_PREFIX")]
+        state = _State(recovery=self, db=db, mail=mail, url_prefix=prefix)
+        app.extensions["recovery"] = state
+
+        from .views import create_blueprint
+
+        app.register_blueprint(create_blueprint(), url_prefix=prefix or None)
+
+        from . import i18n
+        from .widgets import render_widget
+
+        app.add_template_global(render_widget, "recovery_widget")
+        app.add_template_global(i18n.gettext, "_r")
+        app.add_template_global(_template_locale, "recovery_locale")
+
+        from .cli import recovery_cli
+
+        app.cli.add_command(recovery_cli)
+
+    # -- what the host calls -------------------------------------------------------
+
+    def create_all(self) -> None:
+        """Create the extension's tables on the host's engine (tests, quick starts).
+
+        Real deployments run ``flask recovery init-db`` (Alembic) instead.
+        """
+        from .models import metadata
+
+        metadata.create_all(_state().db.engine)
+
+    def drop_all(self) -> None:
+        """Drop the extension's tables (tests)."""
+        from .models import metadata
+
+        metadata.drop_all(_state().db.engine)
+
+    def load_booking(self, booking_id: Any) -> Booking:
+        """The host's booking, or :class:`~flask_recovery.errors.NotFound`."""
+        if self._booking_loader is None:
+            raise RuntimeError("Register a booking loader with @recovery.booking_loader.")
+        booking_id = str(booking_id)
+        if not booking_id or len(booking_id) > 64:
+            raise NotFound("No such booking.")
+        booking = self._booking_loader(booking_id)
+        if booking is None:
+            raise NotFound("No such booking.")
+        if not isinstance(booking, Booking):
+            raise TypeError(f"the booking loader must return a flask_recovery.Booking, not {type(booking)!r}")
+        return booking
+
+    def current_staff(self) -> Staff | None:
+        """Who is logged in at the desk, per the host's staff loader."""
+        if self._staff_loader is None:
+            raise RuntimeError("Register a staff loader with @recovery.staff_loader.")
+        staff = self._staff_loader()
+        if staff is not None and not isinstance(staff, Staff):
+            raise TypeError(f"the staff loader must return a flask_recovery.Staff or None, not {type(staff)!r}")
+        return staff
+
+    @property
+    def session(self):
+        """The SQLAlchemy session the extension uses (the host's ``db.session``)."""
+        return _state().db.session
+
+    def widget(self, booking_id: Any) -> Markup:
+        """The checkout widget's HTML for ``booking_id`` (same as ``recovery_widget``)."""
+        from .widgets import render_widget
+
+        return render_widget(booking_id)
+
+
+def _state() -> _State:
+    try:
+        return current_app.extensions["recovery"]
+    except KeyError:
+        raise RuntimeError("flask-recovery is not initialised on the current app.") from None
+
+
+def get_recovery() -> Recovery:
+    """The :class:`Recovery` registered on the current app."""
+    return _state().recovery
+
+
+def _select_locale() -> str:
+    """Default locale selector when the host has no Flask-Babel of its own."""
+    locales = list(current_app.config[cfg.key("LOCALES")])
+    if has_request_context():
+        chosen = request.args.get("lang")
+        if chosen in locales:
+            return chosen
+        match = request.accept_languages.best_match(locales)
+        if match:
+            return match
+    return current_app.config[cfg.key("DEFAULT_LOCALE")]
+
+
+def _template_locale() -> str:
+    """The page language for ``<html lang>``, e.g. ``ru``."""
+    locale = get_locale()
+    return locale.language if locale else current_app.config[cfg.key("DEFAULT_LOCALE")]

@@ -1,0 +1,198 @@
+"""The extension's own tables (``recovery_*``), on a MetaData of their own.
+
+Host data is kept by reference only: ``booking_id`` and ``client_id`` are the host's ids
+as strings. Datetimes are stored in UTC and always come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import DDL
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware datetime stored in UTC on every backend.
+
+    Naive datetimes are refused (they are a bug in the caller, never a guess).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: flask-recovery stores timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the extension's models (own MetaData, naming convention)."""
+
+    metadata = metadata
+
+
+class Incident(Base):
+    """Something that went wrong on a booking (the *Recognize* step)."""
+
+    __tablename__ = "recovery_incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    location: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    conduct: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(Text)
+    corrective_action: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_by_name: Mapped[str | None] = mapped_column(String(120))
+    staff_id: Mapped[str | None] = mapped_column(String(64))
+    visit_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    visit_ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_recovery_incidents_client_recorded", "client_id", "recorded_at"),)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The incident as the JSON API shows it."""
+        return {
+            "id": self.id,
+            "booking_id": self.booking_id,
+            "client_id": self.client_id,
+            "category": self.category,
+            "severity": self.severity,
+            "conduct": self.conduct,
+            "description": self.description,
+            "corrective_action": self.corrective_action,
+            "status": self.status,
+            "recorded_by": self.recorded_by,
+            "recorded_by_name": self.recorded_by_name,
+            "visit_ended_at": _iso(self.visit_ended_at),
+            "recorded_at": _iso(self.recorded_at),
+            "resolved_at": _iso(self.resolved_at),
+            "resolved_by": self.resolved_by,
+            "resolution_note": self.resolution_note,
+            "closed_at": _iso(self.closed_at),
+            "reopened_at": _iso(self.reopened_at),
+            "minutes_to_recognition": _minutes(self.visit_ended_at, self.recorded_at),
+            "minutes_to_resolution": _minutes(self.visit_ended_at, self.resolved_at),
+        }
+
+
+class AuditEntry(Base):
+    """One line of the append-only audit trail: who did what, when, on which booking.
+
+    It records ids and actions, never free text about the client. The database itself
+    refuses UPDATE and DELETE on this table (a trigger on SQLite and PostgreSQL).
+    """
+
+    __tablename__ = "recovery_audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_role: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    booking_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    subject_type: Mapped[str | None] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict | None] = mapped_column(JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as the JSON API shows it."""
+        return {
+            "id": self.id,
+            "at": _iso(self.at),
+            "actor_id": self.actor_id,
+            "actor_role": self.actor_role,
+            "action": self.action,
+            "booking_id": self.booking_id,
+            "subject_type": self.subject_type,
+            "subject_id": self.subject_id,
+            "data": self.data or {},
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _minutes(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return max(0, int((end - start).total_seconds() // 60))
+
+
+# The audit trail is append-only in the database itself. The same statements are run by
+# the Alembic migration (migrations/versions/*_audit_append_only.py).
+AUDIT_TRIGGERS_SQLITE = [
+    "CREATE TRIGGER recovery_audit_log_no_update BEFORE UPDATE ON recovery_audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'recovery_audit_log is append-only'); END",
+    "CREATE TRIGGER recovery_audit_log_no_delete BEFORE DELETE ON recovery_audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'recovery_audit_log is append-only'); END",
+]
+AUDIT_TRIGGERS_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION recovery_audit_log_refuse() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'recovery_audit_log is append-only'; END; $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER recovery_audit_log_no_change BEFORE UPDATE OR DELETE ON recovery_audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION recovery_audit_log_refuse()",
+    "CREATE TRIGGER recovery_audit_log_no_truncate BEFORE TRUNCATE ON recovery_audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION recovery_audit_log_refuse()",
+]
+
+for _stmt in AUDIT_TRIGGERS_SQLITE:
+    event.listen(AuditEntry.__table__, "after_create", DDL(_stmt).execute_if(dialect="sqlite"))
+for _stmt in AUDIT_TRIGGERS_POSTGRESQL:
+    event.listen(AuditEntry.__table__, "after_create", DDL(_stmt).execute_if(dialect="postgresql"))
