@@ -58,6 +58,8 @@ setup(
             "psycopg[binary]>=3.1",
             "ruff>=0.5",
             "babel>=2.14",
+            "openapi-spec-validator>=0.7",
+            "jsonschema>=4.20",
         ],
     },
     classifiers=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import domain
@@ -110,7 +110,21 @@ def create_api_blueprint() -> Blueprint:
 
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_found(unknown: str):
-        """Unknown API paths answer in JSON too."""
+        """Unknown API paths (and known paths with a wrong method) answer in JSON too."""
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        allowed = []
+        for method in ("GET", "POST"):
+            try:
+                endpoint, _ = adapter.match(request.path, method=method)
+            except HTTPException:
+                continue
+            if endpoint != request.endpoint:
+                allowed.append(method)
+        if allowed:
+            response = jsonify({"error": {"code": "method_not_allowed",
+                                          "message": f"Use {' or '.join(allowed)} for this URL."}})
+            response.headers["Allow"] = ", ".join(allowed)
+            return response, 405
         return jsonify({"error": {"code": "not_found", "message": "No such API endpoint."}}), 404
 
     return api
