@@ -13,13 +13,14 @@ import click
 from flask import Flask, render_template, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .forms import LanguageForm, StaffForm
 from .helpers import here, local_time, rubles, select_locale
 from .integration import recovery
 from .models import db
-from .staff import current_staff, current_staff_key
+from .staff import current_staff, current_staff_key, staff_label
 
 __all__ = ["create_app", "db", "recovery"]
 
@@ -54,9 +55,7 @@ def _configure(app: Flask, config: dict[str, Any] | None) -> None:
         MAIL_SERVER=os.environ.get("MAIL_SERVER", "localhost"),
         MAIL_PORT=int(os.environ.get("MAIL_PORT", "8025")),
         MAIL_SUPPRESS_SEND=_env_flag("MAIL_SUPPRESS_SEND", False),
-        MAIL_DEFAULT_SENDER=os.environ.get(
-            "MAIL_DEFAULT_SENDER", "Салон «Бархат» <hello@salon.example.com>"
-        ),
+        MAIL_DEFAULT_SENDER=os.environ.get("MAIL_DEFAULT_SENDER", "Салон «Бархат» <hello@salon.example.com>"),
         SALON_AUTO_SEED=True,
     )
     if config:
@@ -74,28 +73,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Babel(app, locale_selector=select_locale)
     recovery.init_app(app, db=db)
 
-    from .views import LOCATIONS, SPECIALITIES, STATUS_LABELS, bp
+    from .views import bp
 
     app.register_blueprint(bp)
     app.add_template_filter(rubles, "rubles")
-    app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(local_time, "salon_time")
 
-    @app.context_processor
-    def _layout_context() -> dict[str, Any]:
-        if request.endpoint is None or not request.endpoint.startswith("salon."):
-            if request.endpoint != "static" and request.blueprint is not None:
-                return {}
-        next_path = here()
-        return {
-            "current_locale": str(get_locale() or "ru"),
-            "current_staff": current_staff(),
-            "current_staff_key": current_staff_key(),
-            "lang_form": LanguageForm(formdata=None, next=next_path),
-            "staff_form": StaffForm(formdata=None, staff=current_staff_key(), next=next_path),
-            "status_labels": STATUS_LABELS,
-            "specialities": SPECIALITIES,
-            "locations": LOCATIONS,
-        }
+    app.add_template_global(_layout_context, "salon_layout")
 
     _register_errors(app)
     _register_cli(app)
@@ -104,6 +88,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         with app.app_context():
             _create_tables_and_seed()
     return app
+
+
+def _layout_context() -> dict[str, Any]:
+    """What the base layout needs: ``{% set layout = salon_layout() %}``.
+
+    A template global rather than a context processor, so the extension's own
+    templates are not handed the salon's forms.
+    """
+    next_path = here()
+    staff_key = current_staff_key()
+    staff = current_staff()
+    return {
+        "locale": str(get_locale() or "ru"),
+        "staff": staff,
+        "staff_label": staff_label(staff) if staff else "",
+        "staff_key": staff_key,
+        "lang_form": LanguageForm(formdata=None, next=next_path),
+        "staff_form": StaffForm(formdata=None, staff=staff_key, next=next_path),
+    }
 
 
 def _create_tables_and_seed() -> None:
@@ -116,12 +119,12 @@ def _create_tables_and_seed() -> None:
 
 
 _ERROR_TITLES = {
-    400: "Something is wrong with that request",
-    403: "You may not do that",
-    404: "Page not found",
-    405: "That does not work here",
-    409: "That clashes with the current state",
-    500: "Something went wrong on our side",
+    400: _l("Something is wrong with that request"),
+    403: _l("You may not do that"),
+    404: _l("Page not found"),
+    405: _l("That does not work here"),
+    409: _l("That clashes with the current state"),
+    500: _l("Something went wrong on our side"),
 }
 
 
@@ -131,7 +134,7 @@ def _register_errors(app: Flask) -> None:
         if request.path.startswith(api_prefix):
             return error  # the extension's JSON API answers in JSON
         code = error.code or 500
-        title = _(_ERROR_TITLES.get(code, "Something went wrong"))
+        title = _ERROR_TITLES.get(code) or _("Something went wrong")
         default = type(error).description
         message = error.description if error.description != default else None
         return render_template("salon/error.html", code=code, title=title, message=message), code

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from flask import current_app, request, session
+from flask import current_app, has_request_context, request, session
 
 LANGUAGES = ("ru", "en")
 LANG_SESSION_KEY = "lang"
@@ -14,6 +14,8 @@ LANG_SESSION_KEY = "lang"
 
 def select_locale() -> str:
     """Flask-Babel locale selector: the language switcher, then Accept-Language, then ru."""
+    if not has_request_context():  # CLI and cron jobs (the extension's mail picks its own)
+        return current_app.config.get("BABEL_DEFAULT_LOCALE", "ru")
     chosen = session.get(LANG_SESSION_KEY)
     if chosen in LANGUAGES:
         return chosen

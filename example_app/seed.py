@@ -127,10 +127,7 @@ def _reset_sequences() -> None:
     for model in (Service, Master, Client, SalonBooking):
         table = model.__tablename__
         db.session.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"COALESCE((SELECT MAX(id) FROM {table}), 1))"
-            )
+            text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 1))")
         )
 
 

@@ -11,6 +11,8 @@ from flask_babel import lazy_gettext as _l
 
 from flask_recovery import Staff
 
+from .labels import LOCATIONS, ROLE_LABELS
+
 SESSION_KEY = "staff"
 
 #: staff key (the role switcher's option value) -> who that is.
@@ -19,9 +21,7 @@ DEMO_STAFF: dict[str, Staff] = {
     "olga": Staff(id="1", name="Ольга Кузнецова", role="master", email="olga@salon.example.com"),
     "irina": Staff(id="a1", name="Ирина Белова", role="admin", email="irina@salon.example.com"),
     "marina": Staff(id="mg1", name="Марина Зайцева", role="manager", email="marina@salon.example.com"),
-    "pavel": Staff(
-        id="a2", name="Павел Громов", role="admin", email="pavel@salon.example.com", location="north"
-    ),
+    "pavel": Staff(id="a2", name="Павел Громов", role="admin", email="pavel@salon.example.com", location="north"),
 }
 
 
@@ -34,6 +34,14 @@ def staff_choices() -> list[tuple[str, str]]:
         ("marina", _l("%(name)s (manager)", name="Марина")),
         ("pavel", _l("%(name)s (admin, North branch)", name="Павел")),
     ]
+
+
+def staff_label(staff: Staff) -> str:
+    """``"Ирина Белова, admin"`` (``", North branch"`` for a branch's staff), translated."""
+    label = f"{staff.name}, {ROLE_LABELS.get(staff.role, staff.role)}"
+    if staff.location:
+        label += f", {LOCATIONS.get(staff.location, staff.location)}"
+    return label
 
 
 def current_staff_key() -> str:

@@ -6,32 +6,30 @@ import re
 from datetime import date, datetime, time, timedelta, timezone
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
 from .forms import CompleteVisitForm, LanguageForm, StaffForm, csrf_failed
 from .helpers import LANG_SESSION_KEY, safe_next, salon_today, salon_tz
 from .integration import get_booking_row, recovery, to_booking
+from .labels import LANGUAGE_NAMES, LOCATIONS, SPECIALITIES, STATUS_LABELS
 from .models import Client, SalonBooking, db
 from .staff import SESSION_KEY as STAFF_SESSION_KEY
+from .staff import current_staff
 
 bp = Blueprint("salon", __name__)
 
-STATUS_LABELS = {
-    "booked": _l("Booked"),
-    "completed": _l("Completed"),
-    "cancelled": _l("Cancelled"),
-    "no_show": _l("No-show"),
-}
 
-SPECIALITIES = {
-    "stylist": _l("Stylist"),
-    "barber": _l("Barber"),
-    "nails": _l("Nail artist"),
-    "colourist": _l("Colourist"),
-}
+@bp.context_processor
+def _labels() -> dict:
+    return {
+        "status_labels": STATUS_LABELS,
+        "specialities": SPECIALITIES,
+        "locations": LOCATIONS,
+        "language_names": LANGUAGE_NAMES,
+        "ui_locale": str(get_locale() or "ru"),
+    }
 
-LOCATIONS = {"center": _l("Centre"), "north": _l("North branch")}
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -71,11 +69,15 @@ def index():
 def day():
     the_day = _parse_day(request.args.get("date"))
     start, end = _day_bounds(the_day)
-    rows = db.session.scalars(
-        db.select(SalonBooking)
-        .where(SalonBooking.starts_at >= start, SalonBooking.starts_at < end)
-        .order_by(SalonBooking.starts_at, SalonBooking.id)
-    ).unique().all()
+    rows = (
+        db.session.scalars(
+            db.select(SalonBooking)
+            .where(SalonBooking.starts_at >= start, SalonBooking.starts_at < end)
+            .order_by(SalonBooking.starts_at, SalonBooking.id)
+        )
+        .unique()
+        .all()
+    )
     return render_template(
         "salon/day.html",
         day=the_day,
@@ -96,7 +98,13 @@ def _booking_or_404(booking_id: str) -> SalonBooking:
 @bp.get("/bookings/<booking_id>/checkout")
 def checkout(booking_id: str):
     row = _booking_or_404(booking_id)
-    return render_template("salon/checkout.html", booking=row, form=CompleteVisitForm())
+    return render_template(
+        "salon/checkout.html",
+        booking=row,
+        day=row.starts_at.astimezone(salon_tz()).date(),
+        form=CompleteVisitForm(),
+        staff=current_staff(),
+    )
 
 
 @bp.post("/bookings/<booking_id>/complete")

@@ -121,8 +121,9 @@ def create_api_blueprint() -> Blueprint:
             if endpoint != request.endpoint:
                 allowed.append(method)
         if allowed:
-            response = jsonify({"error": {"code": "method_not_allowed",
-                                          "message": f"Use {' or '.join(allowed)} for this URL."}})
+            response = jsonify(
+                {"error": {"code": "method_not_allowed", "message": f"Use {' or '.join(allowed)} for this URL."}}
+            )
             response.headers["Allow"] = ", ".join(allowed)
             return response, 405
         return jsonify({"error": {"code": "not_found", "message": "No such API endpoint."}}), 404

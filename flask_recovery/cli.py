@@ -16,8 +16,7 @@ recovery_cli = AppGroup("recovery", help="Service recovery: database setup and o
 
 
 @recovery_cli.command("init-db")
-@click.option("--revision", default=f"{migrate.BRANCH}@head", show_default=True,
-              help="Alembic revision to upgrade to.")
+@click.option("--revision", default=f"{migrate.BRANCH}@head", show_default=True, help="Alembic revision to upgrade to.")
 def init_db(revision: str) -> None:
     """Create or upgrade the extension's tables (Alembic branch 'recovery')."""
     engine = current_app.extensions["recovery"].db.engine

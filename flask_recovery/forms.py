@@ -13,6 +13,20 @@ from .config import SEVERITIES, category_keys
 from .i18n import lazy_gettext as _l
 from .vocabulary import category_label, severity_label
 
+try:  # WTForms >= 3.3 declares options as SelectChoice; older ones take (value, label)
+    from wtforms.fields.choices import SelectChoice as _Choice
+except ImportError:  # pragma: no cover - older WTForms
+
+    def _Choice(value, label):  # noqa: N802
+        return (value, label)
+
+
+def _scope_ids(form, scope: str) -> None:
+    """Give every field an id unique on a host page (``recovery-b1-category``)."""
+    for field in form:
+        field.id = f"recovery-{scope}-{field.name}"
+        field.label.field_id = field.id
+
 
 class IncidentForm(FlaskForm):
     """Record an incident on a booking."""
@@ -25,8 +39,15 @@ class IncidentForm(FlaskForm):
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.category.choices = [("", _l("Choose…"))] + [(c, category_label(c)) for c in category_keys(config)]
-        self.severity.choices = [(s, severity_label(s)) for s in SEVERITIES]
+        self.category.choices = [_Choice("", _l("Choose…"))] + [
+            _Choice(c, category_label(c)) for c in category_keys(config)
+        ]
+        self.severity.choices = [_Choice(s, severity_label(s)) for s in SEVERITIES]
+
+    def scope(self, booking_id: str) -> IncidentForm:
+        """Make the field ids unique for this booking's widget; returns the form."""
+        _scope_ids(self, "".join(ch if ch.isalnum() else "-" for ch in booking_id)[:40])
+        return self
 
 
 class ActionForm(FlaskForm):

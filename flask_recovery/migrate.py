@@ -34,6 +34,7 @@ def alembic_config(connection=None) -> Config:
     config = Config()
     location = migrations_dir()
     config.set_main_option("script_location", location)
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", os.path.join(location, "versions"))
     config.attributes["connection"] = connection
     return config

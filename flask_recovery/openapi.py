@@ -22,8 +22,7 @@ def _error_responses(*codes: int) -> dict[str, Any]:
         422: "A field is missing or invalid; error.field names it",
     }
     return {
-        str(code): {"description": text[code], "content": {"application/json": {"schema": _ERROR}}}
-        for code in codes
+        str(code): {"description": text[code], "content": {"application/json": {"schema": _ERROR}}} for code in codes
     }
 
 

@@ -50,10 +50,7 @@ ACTION_LABELS = {
 
 #: What to say first (Recognize), what to offer (Resolve), what comes next (Reconnect).
 _GENERIC_SCRIPT = {
-    "recognize": _l(
-        "We are sorry. We understand you are upset, and you are right to tell us. "
-        "We will fix this now."
-    ),
+    "recognize": _l("We are sorry. We understand you are upset, and you are right to tell us. We will fix this now."),
     "resolve": _l("Offer the client options and let her choose; tell her what will change."),
     "reconnect": _l("In a day or two we write to ask whether everything is all right now."),
 }
@@ -76,8 +73,7 @@ SCRIPTS = {
             "matters to you, and we will put it right."
         ),
         "resolve": _l(
-            "Offer a free redo now or at a time that suits her, with the same or another "
-            "master; she chooses."
+            "Offer a free redo now or at a time that suits her, with the same or another master; she chooses."
         ),
         "reconnect": _l("Tell her we will ask in a day or two how she likes the result."),
     },

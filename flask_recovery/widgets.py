@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
+from babel.numbers import format_currency, get_currency_precision
 from flask import current_app, render_template, request
+from flask_babel import get_locale
 from markupsafe import Markup
 
 from .config import category_keys, key, permitted
@@ -20,21 +24,25 @@ from .i18n import gettext as _
 from .vocabulary import action_label, category_label, script_for, severity_label, status_label
 
 
+def _locale() -> str:
+    return str(get_locale() or current_app.config[key("DEFAULT_LOCALE")])
+
+
 def format_money(amount: int | None, currency: str | None = None) -> str:
-    """``150000`` -> ``"1 500.00 EUR"`` style (minor units, no float rounding)."""
+    """Minor units as the page's locale writes money: ``1 500,00 ₽`` / ``€1,500.00``."""
     if amount is None:
         return ""
     currency = currency or current_app.config[key("CURRENCY")]
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 100)
-    return f"{sign}{major:,}.{minor:02d}\u00a0{currency}".replace(",", "\u00a0")
+    digits = get_currency_precision(currency)
+    return format_currency(Decimal(amount).scaleb(-digits), currency, locale=_locale())
 
 
 def local_time(value: datetime | None) -> str:
-    """A datetime in ``RECOVERY_TIMEZONE``, as ``2026-11-22 14:05``."""
+    """A datetime in ``RECOVERY_TIMEZONE``, written the locale's short way."""
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(current_app.config[key("TIMEZONE")])).strftime("%Y-%m-%d %H:%M")
+    tz = ZoneInfo(current_app.config[key("TIMEZONE")])
+    return format_datetime(value.astimezone(tz), "short", tzinfo=tz, locale=_locale())
 
 
 def minutes_between(start: datetime | None, end: datetime | None) -> int | None:
@@ -60,8 +68,10 @@ def widget_context(
         raise NotFound(_("No such booking."))
     if form is None:
         form = IncidentForm(config, formdata=None)
+    form.scope(booking.id)
+    if standalone and request.method == "GET":
         chosen = request.args.get("category")
-        if chosen in category_keys(config):
+        if chosen in category_keys(config) and not form.category.data:
             form.category.data = chosen
     if not standalone or not form.next.data:
         form.next.data = _here() if not standalone else None

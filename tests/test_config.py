@@ -130,8 +130,13 @@ def test_two_apps_with_different_config_in_one_process(tmp_path):
         with app.app_context():
             recovery.create_all()
     first, second = (a.test_client() for a in apps)
-    assert first.post("/recovery/api/bookings/b1/incidents",
-                      json={"category": "late", "severity": "minor", "description": "10 min"}).status_code == 201
+    assert (
+        first.post(
+            "/recovery/api/bookings/b1/incidents",
+            json={"category": "late", "severity": "minor", "description": "10 min"},
+        ).status_code
+        == 201
+    )
     assert second.get("/recovery/api/bookings/b1").status_code == 404
     record = second.get("/desk/api/bookings/b1").get_json()
     assert record["booking"]["currency"] == "RUB" and record["incidents"] == []

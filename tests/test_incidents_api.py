@@ -9,8 +9,12 @@ from openapi_spec_validator import validate
 from flask_recovery.models import AuditEntry, Incident
 
 API = "/recovery/api"
-LATE = {"category": "late", "severity": "major", "description": "Master started 25 minutes late",
-        "corrective_action": "We now keep a 15-minute buffer between long services"}
+LATE = {
+    "category": "late",
+    "severity": "major",
+    "description": "Master started 25 minutes late",
+    "corrective_action": "We now keep a 15-minute buffer between long services",
+}
 
 
 def record(client, booking_id="b1", **overrides):
@@ -46,8 +50,9 @@ def test_record_incident_returns_201_and_it_is_listed(client, host, booking, ses
 
 def test_stored_datetimes_are_utc_and_timezone_aware(client, host, session):
     moscow = timezone_plus(3)
-    host.add_booking("b1", starts_at=datetime(2026, 3, 1, 14, 0, tzinfo=moscow),
-                     ends_at=datetime(2026, 3, 1, 15, 30, tzinfo=moscow))
+    host.add_booking(
+        "b1", starts_at=datetime(2026, 3, 1, 14, 0, tzinfo=moscow), ends_at=datetime(2026, 3, 1, 15, 30, tzinfo=moscow)
+    )
     host.login("admin")
     assert record(client).status_code == 201
     session.expire_all()
@@ -88,8 +93,10 @@ def test_resolve_then_reopen_then_resolve(client, host, booking):
 
 def test_conduct_incident(client, host, booking):
     host.login("admin")
-    response = client.post(f"{API}/bookings/b1/incidents",
-                           json={"conduct": True, "severity": "critical", "description": "Shouted at the master"})
+    response = client.post(
+        f"{API}/bookings/b1/incidents",
+        json={"conduct": True, "severity": "critical", "description": "Shouted at the master"},
+    )
     assert response.status_code == 201
     assert response.get_json()["category"] == "client_conduct" and response.get_json()["conduct"] is True
     by_category = record(client, category="client_conduct", severity="major")
@@ -197,7 +204,7 @@ def test_body_must_be_a_json_object(client, host, booking):
     host.login("admin")
     not_json = client.post(f"{API}/bookings/b1/incidents", data="category=late")
     assert not_json.status_code == 415 and error_of(not_json)["code"] == "unsupported_media_type"
-    for raw in ("[1, 2]", "\"late\"", "{broken", ""):
+    for raw in ("[1, 2]", '"late"', "{broken", ""):
         response = client.post(f"{API}/bookings/b1/incidents", data=raw, content_type="application/json")
         assert response.status_code == 422, raw
         assert error_of(response)["field"] == "body"
@@ -215,8 +222,12 @@ def test_odd_but_valid_text_is_stored_exactly(client, host, booking):
 
 def test_booking_far_in_the_past_and_future(client, host):
     host.login("admin")
-    host.add_booking("old", starts_at=datetime(1901, 1, 1, 10, tzinfo=UTC), ends_at=datetime(1901, 1, 1, 11, tzinfo=UTC))
-    host.add_booking("new", starts_at=datetime(2999, 1, 1, 10, tzinfo=UTC), ends_at=datetime(2999, 1, 1, 11, tzinfo=UTC))
+    host.add_booking(
+        "old", starts_at=datetime(1901, 1, 1, 10, tzinfo=UTC), ends_at=datetime(1901, 1, 1, 11, tzinfo=UTC)
+    )
+    host.add_booking(
+        "new", starts_at=datetime(2999, 1, 1, 10, tzinfo=UTC), ends_at=datetime(2999, 1, 1, 11, tzinfo=UTC)
+    )
     assert record(client, booking_id="old").status_code == 201
     assert record(client, booking_id="new").status_code == 201
     assert client.get(f"{API}/bookings/new").get_json()["incidents"][0]["visit_ended_at"].startswith("2999-01-01T11:00")
@@ -264,6 +275,9 @@ def test_openapi_document_is_valid_and_matches_responses(client, host, booking):
     created = record(client)
     check(created, schemas["Incident"])
     read = client.get(f"{API}/bookings/b1")
-    check(read, document["paths"]["/bookings/{booking_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"])
+    check(
+        read,
+        document["paths"]["/bookings/{booking_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"],
+    )
     check(record(client, severity="nope"), schemas["Error"])
     check(client.post(f"{API}/incidents/{created.get_json()['id']}/resolve", json={}), schemas["Incident"])

@@ -201,8 +201,12 @@ def resolve_incident(session: Session, incident_id: Any, staff: Staff | None, no
         action="resolved",
         permission="incident.resolve",
         from_statuses=RESOLVABLE,
-        values={"status": "resolved", "resolved_at": now, "resolved_by": staff.id if staff else None,
-                "resolution_note": None},
+        values={
+            "status": "resolved",
+            "resolved_at": now,
+            "resolved_by": staff.id if staff else None,
+            "resolution_note": None,
+        },
         note=note,
     )
 
@@ -216,8 +220,12 @@ def reopen_incident(session: Session, incident_id: Any, staff: Staff | None, not
         action="reopened",
         permission="incident.reopen",
         from_statuses=REOPENABLE,
-        values={"status": "reopened", "reopened_at": utcnow(), "closed_at": None,
-                "reopen_count": Incident.reopen_count + 1},
+        values={
+            "status": "reopened",
+            "reopened_at": utcnow(),
+            "closed_at": None,
+            "reopen_count": Incident.reopen_count + 1,
+        },
         note=note,
     )
 

@@ -1,0 +1,120 @@
+"""The Alembic branch creates exactly what the models declare; the audit trail is append-only."""
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from flask_recovery import migrate
+from flask_recovery.models import AuditEntry, metadata
+
+
+def _diff(engine):
+    def include_name(name, type_, parent_names):
+        return type_ != "table" or (name.startswith("recovery_") and name != migrate.VERSION_TABLE)
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True, "include_name": include_name}
+        )
+        return compare_metadata(context, metadata)
+
+
+@pytest.fixture
+def empty_engine(app):
+    """The test's database with none of the extension's tables."""
+    with app.app_context():
+        app.recovery.drop_all()
+        engine = app.db.engine
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {migrate.VERSION_TABLE}"))
+    yield engine
+    with app.app_context():
+        app.db.session.remove()
+        if migrate.current_revision(engine):
+            migrate.downgrade(engine)
+
+
+def test_upgrade_of_an_empty_database_matches_the_models(empty_engine):
+    assert migrate.current_revision(empty_engine) is None
+    migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert _diff(empty_engine) == []
+    tables = set(sa.inspect(empty_engine).get_table_names())
+    assert {t.name for t in metadata.sorted_tables} <= tables
+
+
+def test_downgrade_removes_every_table(empty_engine):
+    migrate.upgrade(empty_engine)
+    migrate.downgrade(empty_engine)
+    left = {t for t in sa.inspect(empty_engine).get_table_names() if t.startswith("recovery_")}
+    assert left <= {migrate.VERSION_TABLE}
+
+
+def test_init_db_command_creates_then_does_nothing(app, empty_engine):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["recovery", "init-db"])
+    assert first.exit_code == 0, first.output
+    assert f"upgraded from empty to {migrate.head_revision()}" in first.output
+    second = runner.invoke(args=["recovery", "init-db"])
+    assert second.exit_code == 0 and "nothing to do" in second.output
+    assert _diff(empty_engine) == []
+    bad = runner.invoke(args=["recovery", "init-db", "--revision", "no_such_rev"])
+    assert bad.exit_code != 0 and "no_such_rev" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("how", ["create_all", "migrations"])
+def test_audit_trail_refuses_update_and_delete(app, empty_engine, host, how):
+    if how == "create_all":
+        metadata.create_all(empty_engine)
+    else:
+        migrate.upgrade(empty_engine)
+    host.add_booking("b1")
+    host.login("admin")
+    client = app.test_client()
+    assert (
+        client.post(
+            "/recovery/api/bookings/b1/incidents", json={"category": "late", "severity": "minor", "description": "late"}
+        ).status_code
+        == 201
+    )
+    with empty_engine.connect() as connection:
+        assert connection.scalar(sa.select(sa.func.count()).select_from(AuditEntry.__table__)) == 1
+    for statement in (
+        "UPDATE recovery_audit_log SET action = 'forged'",
+        "DELETE FROM recovery_audit_log",
+    ):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with empty_engine.begin() as connection:
+                connection.execute(sa.text(statement))
+    with empty_engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT action FROM recovery_audit_log")) == "incident.recorded"
+    if how == "create_all":
+        with app.app_context():
+            app.db.session.remove()
+        metadata.drop_all(empty_engine)
+
+
+def test_a_rolled_back_action_leaves_no_audit_row(app, host, session, monkeypatch):
+    """The audit entry is written in the action's transaction: a failure leaves neither."""
+    from flask_recovery import domain
+    from flask_recovery.domain import incidents as incidents_module
+    from flask_recovery.models import Incident
+
+    host.add_booking("b1")
+    staff = host.login("admin")
+
+    def failing_commit():
+        session.flush()
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(session, "commit", failing_commit)
+    with pytest.raises(RuntimeError):
+        domain.record_incident(
+            session, host.bookings["b1"], staff, category="late", severity="minor", description="late"
+        )
+    session.rollback()
+    monkeypatch.undo()
+    assert session.query(Incident).count() == 0
+    assert session.query(AuditEntry).count() == 0
+    assert incidents_module is not None
