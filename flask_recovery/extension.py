@@ -120,6 +120,7 @@ class Recovery:
 
         app.add_template_global(render_widget, "recovery_widget")
         app.add_template_global(i18n.gettext, "_r")
+        app.add_template_global(i18n.ngettext, "ngettext_r")
         app.add_template_global(_template_locale, "recovery_locale")
 
         from .cli import recovery_cli

@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from .config import category_keys, key, permitted
 from .domain.audit import history_for_booking
-from .domain.incidents import incidents_for_booking
+from .domain.incidents import client_summary, incidents_for_booking
 from .entities import Booking, Staff
 from .errors import NotAuthenticated, NotFound, RecoveryError
 from .extension import get_recovery
@@ -76,7 +76,10 @@ def widget_context(
     if not standalone or not form.next.data:
         form.next.data = _here() if not standalone else None
     categories = category_keys(config)
+    earlier_count, earlier = client_summary(session, booking.client_id, exclude_booking_id=booking.id)
     return {
+        "earlier_count": earlier_count,
+        "earlier": earlier,
         "booking": booking,
         "staff": staff,
         "incidents": incidents_for_booking(session, booking.id),

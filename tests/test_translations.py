@@ -4,7 +4,7 @@ Self-contained on purpose: no fixture from ``conftest.py``, only ``tmp_path``.
 
 When a test here fails, refresh the catalogues from the repository root::
 
-    .venv/bin/pybabel extract -F babel.cfg -k _r -k _l -k lazy_gettext -k gettext -k ngettext:1,2 \\
+    .venv/bin/pybabel extract -F babel.cfg -k _r -k ngettext_r:1,2 -k _l -k lazy_gettext -k gettext -k ngettext:1,2 \\
         --no-wrap --sort-by-file -o flask_recovery/translations/flask_recovery.pot .
     .venv/bin/pybabel update -D flask_recovery -i flask_recovery/translations/flask_recovery.pot \\
         -d flask_recovery/translations --no-wrap
@@ -32,7 +32,7 @@ RU_PO = TRANSLATIONS / "ru" / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 #: The same keywords as the documented ``pybabel extract`` command (on top of Babel's defaults,
 #: which already include ``_``, ``gettext`` and ``ngettext``).
-KEYWORDS = ["_r", "_l", "lazy_gettext", "gettext", "ngettext:1,2"]
+KEYWORDS = ["_r", "ngettext_r:1,2", "_l", "lazy_gettext", "gettext", "ngettext:1,2"]
 
 #: A named printf placeholder as Python's ``%`` operator reads it: ``%(name)s``, ``%(n)d``, ``%(x).1f``.
 PLACEHOLDER = re.compile(r"%\([^)]*\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from .. import signals
@@ -252,6 +252,25 @@ def incidents_for_booking(session: Session, booking_id: str) -> list[Incident]:
         .order_by(Incident.recorded_at.desc(), Incident.id.desc())
     )
     return list(session.scalars(stmt))
+
+
+def client_summary(
+    session: Session, client_id: str, *, exclude_booking_id: str | None = None, limit: int = 5
+) -> tuple[int, list[Incident]]:
+    """How many incidents the client had on other bookings, and the newest ``limit`` of them.
+
+    Two queries whatever the length of her history (a count and a limited list).
+    """
+    condition = Incident.client_id == client_id
+    if exclude_booking_id is not None:
+        condition = condition & (Incident.booking_id != exclude_booking_id)
+    total = session.scalar(select(func.count()).select_from(Incident).where(condition)) or 0
+    if not total:
+        return 0, []
+    latest = session.scalars(
+        select(Incident).where(condition).order_by(Incident.recorded_at.desc(), Incident.id.desc()).limit(limit)
+    )
+    return total, list(latest)
 
 
 def booking_record(session: Session, booking: Booking, staff: Staff | None) -> dict[str, Any]:
