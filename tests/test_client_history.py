@@ -11,8 +11,9 @@ def _seed_history(app, host, count):
     with app.app_context():
         for n in range(count):
             booking = host.add_booking(f"old{n}")
-            domain.record_incident(app.db.session, booking, staff, category="late", severity="minor",
-                                   description=f"late #{n}")
+            domain.record_incident(
+                app.db.session, booking, staff, category="late", severity="minor", description=f"late #{n}"
+            )
     host.add_booking("b1")
 
 

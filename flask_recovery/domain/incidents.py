@@ -259,18 +259,18 @@ def client_summary(
 ) -> tuple[int, list[Incident]]:
     """How many incidents the client had on other bookings, and the newest ``limit`` of them.
 
-    Two queries whatever the length of her history (a count and a limited list).
+    One query whatever the length of her history (a window count beside a limited list).
     """
     condition = Incident.client_id == client_id
     if exclude_booking_id is not None:
         condition = condition & (Incident.booking_id != exclude_booking_id)
-    total = session.scalar(select(func.count()).select_from(Incident).where(condition)) or 0
-    if not total:
-        return 0, []
-    latest = session.scalars(
-        select(Incident).where(condition).order_by(Incident.recorded_at.desc(), Incident.id.desc()).limit(limit)
-    )
-    return total, list(latest)
+    rows = session.execute(
+        select(Incident, func.count().over().label("total"))
+        .where(condition)
+        .order_by(Incident.recorded_at.desc(), Incident.id.desc())
+        .limit(limit)
+    ).all()
+    return (rows[0].total if rows else 0), [row[0] for row in rows]
 
 
 def booking_record(session: Session, booking: Booking, staff: Staff | None) -> dict[str, Any]:
