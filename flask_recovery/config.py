@@ -97,6 +97,7 @@ DEFAULTS: dict[str, Any] = {
     "VIP_DAYS": 90,
     "MANAGER_EMAILS": (),
     "MAX_TEXT_LENGTH": 4000,
+    "SMTP_TIMEOUT": 10,
 }
 
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -258,6 +259,10 @@ def validate(config: Mapping[str, Any]) -> None:
         or not all(isinstance(e, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", e) for e in emails)
     ):
         _fail("MANAGER_EMAILS", "must be a list of e-mail addresses", emails)
+
+    timeout = get("SMTP_TIMEOUT")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
+        _fail("SMTP_TIMEOUT", "must be a number of seconds between 0 and 600", timeout)
 
     max_len = get("MAX_TEXT_LENGTH")
     if not _is_int(max_len) or not 1 <= max_len <= 100_000:

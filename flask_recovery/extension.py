@@ -50,7 +50,11 @@ class Recovery:
     one ``Recovery`` may serve several apps, each with its own configuration.
     """
 
-    def __init__(self, app: Flask | None = None, db: Any = None) -> None:
+    def __init__(self, app: Flask | None = None, db: Any = None, mailer: Any = None) -> None:
+        from .mail import Mailer
+
+        #: The mail seam: an object with ``connection()`` and ``send(message)``.
+        self.mailer = mailer or Mailer()
         self._booking_loader: BookingLoader | None = None
         self._staff_loader: StaffLoader | None = None
         self._bookings_between: BookingsBetween | None = None

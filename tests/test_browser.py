@@ -1,0 +1,469 @@
+"""The checkout widget in a real browser: the example salon app, served over HTTP, driven
+by Debian's Chromium through Playwright.
+
+Each test gets its own server (a thread running ``werkzeug.serving.make_server``) on the
+test's database (SQLite file or the session's PostgreSQL database), with the demo data
+seeded and CSRF protection on, as in production. At teardown the salon's and the
+extension's tables are dropped and the engine disposed, so the shared PostgreSQL database
+is clean for the other tests. One Chromium serves the whole session; each test gets a
+fresh browser context.
+
+Run only these: ``pytest -m browser``; skip them: ``pytest -m "not browser"``.
+Chromium comes from ``RECOVERY_TEST_CHROMIUM`` (default ``/usr/bin/chromium``).
+The tests leave two screenshots for people to look at: ``widget.png`` and
+``widget-mobile.png`` in ``RECOVERY_TEST_SCREENSHOTS`` (default: the temp directory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask, got_request_exception
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+CHROMIUM = os.environ.get("RECOVERY_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(os.environ.get("RECOVERY_TEST_SCREENSHOTS") or tempfile.gettempdir())
+TIMEOUT_MS = 5000
+
+PO_FILE = Path(__file__).resolve().parent.parent / "flask_recovery/translations/ru/LC_MESSAGES/flask_recovery.po"
+
+#: The example app's own header labels (its catalogue is not the extension's).
+HEADER = {
+    "en": {"signed_in_as": "Signed in as", "switch": "Switch"},
+    "ru": {"signed_in_as": "Вы вошли как", "switch": "Сменить"},
+}
+
+ANNA_BOOKING = "8"  # today, 10:00, Анна Смирнова, Ольга, completed (example_app/README.md)
+CHECKOUT = f"/bookings/{ANNA_BOOKING}/checkout"
+HOSTILE = "<script>window.__pwned=1</script> Colour came out orange <b>bold</b>"
+
+
+# -- the translations ---------------------------------------------------------------------
+
+
+@cache
+def _catalogue() -> dict[str, str]:
+    from babel.messages.pofile import read_po
+
+    with PO_FILE.open("rb") as handle:
+        catalog = read_po(handle, locale="ru")
+    return {m.id: m.string for m in catalog if isinstance(m.id, str) and m.id and not m.fuzzy}
+
+
+def ru(msgid: str) -> str:
+    """The extension's Russian text for ``msgid`` (from the shipped catalogue)."""
+    text = _catalogue().get(msgid)
+    assert text, f"no Russian translation of {msgid!r} in {PO_FILE.name}"
+    return text
+
+
+def en(msgid: str) -> str:
+    return msgid
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log lines; errors are still logged (and collected, see ``live_server``)."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Flask
+    errors: list[BaseException] = field(default_factory=list)
+
+
+@pytest.fixture
+def live_server(db_url):
+    """The example app on a real HTTP server, seeded, CSRF on; tables dropped afterwards."""
+    from example_app import create_app, db, recovery
+    from example_app.seed import seed
+
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": db_url,
+            "TESTING": True,
+            "SECRET_KEY": "browser-test",
+            "WTF_CSRF_ENABLED": True,  # the default; said out loud because the tests rely on it
+            "SALON_AUTO_SEED": False,  # we start from empty tables ourselves, below
+            "MAIL_SUPPRESS_SEND": True,
+        }
+    )
+    with app.app_context():
+        db.drop_all()
+        recovery.drop_all()
+        db.create_all()
+        recovery.create_all()
+        seed()
+        db.session.remove()
+
+    live = LiveServer(url="", app=app)
+
+    def _record(sender, exception, **extra):
+        live.errors.append(exception)
+
+    got_request_exception.connect(_record, app)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    live.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield live
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        got_request_exception.disconnect(_record, app)
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            recovery.drop_all()
+            db.engine.dispose()
+    assert not live.errors, f"the app raised while serving the browser: {live.errors!r}"
+
+
+# -- the browser --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM} (set RECOVERY_TEST_CHROMIUM, or deselect with -m 'not browser')",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def make_page(browser, live_server):
+    """``make_page(**context_options)``: a page in a fresh context on the live server.
+
+    Contexts close before the server stops (this fixture depends on ``live_server``).
+    """
+    contexts = []
+
+    def _make(**options):
+        options.setdefault("locale", "en-US")
+        context = browser.new_context(base_url=live_server.url, **options)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield _make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(make_page):
+    return make_page()
+
+
+# -- steps --------------------------------------------------------------------------------
+
+
+def sign_in(page, who: str, lang: str = "en") -> None:
+    """Pick ``who`` in the header's "Signed in as" menu and press Switch."""
+    from playwright.sync_api import expect
+
+    labels = HEADER[lang]
+    page.get_by_label(labels["signed_in_as"], exact=True).select_option(who)
+    page.get_by_role("button", name=labels["switch"], exact=True).click()
+    expect(page.locator("p.who")).to_have_attribute("data-staff-key", who)
+
+
+def open_checkout(page, booking_id: str = ANNA_BOOKING):
+    """Open a checkout page directly; returns the widget."""
+    from playwright.sync_api import expect
+
+    page.goto(f"/bookings/{booking_id}/checkout")
+    widget = page.locator("section#recovery-widget")
+    expect(widget).to_be_visible()
+    return widget
+
+
+def fill_incident(widget, t, *, category: str, severity: str, description: str, action: str) -> None:
+    """Fill the widget's form through its labels; ``t`` maps the extension's msgids."""
+    widget.get_by_label(t("What went wrong"), exact=True).select_option(label=t(category))
+    widget.get_by_role("group", name=t("How serious")).get_by_label(t(severity), exact=True).check()
+    widget.get_by_label(t("What happened"), exact=True).fill(description)
+    widget.get_by_label(t("What will change (the client is told this)"), exact=True).fill(action)
+
+
+def record_incident(widget, t, **fields) -> None:
+    from playwright.sync_api import expect
+
+    fill_incident(widget, t, **fields)
+    widget.get_by_role("button", name=t("Record incident"), exact=True).click()
+    expect(widget.get_by_role("status")).to_contain_text(t("Incident recorded. Say the first words of the script now."))
+
+
+def path_of(page) -> str:
+    return urlsplit(page.url).path
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_admin_records_an_incident_and_markup_is_shown_as_text(page):
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    sign_in(page, "irina")
+    page.goto("/")  # today's day list
+    row = page.locator("tr[data-booking-id]", has_text="Анна Смирнова")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-booking-id", ANNA_BOOKING)
+    row.get_by_role("link", name=re.compile(r"^Checkout: Анна Смирнова")).click()
+    expect(page).to_have_url(re.compile(rf"{re.escape(CHECKOUT)}$"))
+
+    widget = page.locator("section#recovery-widget")
+    expect(widget.get_by_role("heading", name="Service recovery", exact=True)).to_be_visible()
+    form = widget.locator("form.recovery-form")
+    expect(form.locator("input[name=csrf_token]")).to_have_value(re.compile(r".{20,}"))
+
+    fill_incident(
+        widget,
+        en,
+        category="Result not as agreed",
+        severity="Major",
+        description=HOSTILE,
+        action="Strand test before every colouring",
+    )
+    widget.get_by_role("button", name="Record incident", exact=True).click()
+
+    status = widget.get_by_role("status")
+    expect(status).to_be_visible()
+    expect(status).to_contain_text("Incident recorded")
+    assert path_of(page) == CHECKOUT
+
+    incidents = widget.locator("ul.recovery-incidents li.recovery-incident")
+    expect(incidents).to_have_count(1)
+    incident = incidents.first
+    expect(incident.locator(".recovery-incident-head")).to_contain_text("Result not as agreed")
+    expect(incident.locator(".recovery-incident-head")).to_contain_text("Major")
+    expect(incident.locator(".recovery-status")).to_have_text("Open")
+    expect(incident).to_contain_text("Strand test before every colouring")
+    description = incident.locator("p.recovery-description")
+    text = description.inner_text()
+    assert "<script>window.__pwned=1</script>" in text
+    assert "Colour came out orange <b>bold</b>" in text
+    assert page.evaluate("window.__pwned") is None
+    expect(description.locator("b")).to_have_count(0)
+    expect(description.locator("script")).to_have_count(0)
+    expect(widget.get_by_role("button", name="Mark resolved", exact=True)).to_be_visible()
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(SCREENSHOTS / "widget.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_keyboard_only_recording_and_the_script_follows_the_category(page):
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    sign_in(page, "irina")
+    widget = open_checkout(page)
+    late = widget.locator('.recovery-scripts details[data-category="late"]')
+    expect(late).not_to_have_attribute("open", "")
+
+    category = widget.get_by_label("What went wrong", exact=True)
+    category.focus()
+    expect(category).to_be_focused()
+    page.keyboard.press("L")  # type-ahead on a closed <select>: "Late start"
+    expect(category).to_have_value("late")
+    expect(late).to_have_attribute("open", "")
+    expect(widget.locator(".recovery-scripts details[open]")).to_have_count(1)
+
+    page.keyboard.press("Tab")  # into the radio group, on the checked "Minor"
+    minor = widget.get_by_role("radio", name="Minor", exact=True)
+    expect(minor).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    major = widget.get_by_role("radio", name="Major", exact=True)
+    expect(major).to_be_checked()
+
+    page.keyboard.press("Tab")
+    expect(widget.get_by_label("What happened", exact=True)).to_be_focused()
+    page.keyboard.type("Started 25 minutes late")
+    page.keyboard.press("Tab")
+    expect(widget.get_by_label("What will change (the client is told this)", exact=True)).to_be_focused()
+    page.keyboard.type("A buffer after long colourings")
+    page.keyboard.press("Tab")
+    button = widget.get_by_role("button", name="Record incident", exact=True)
+    expect(button).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(widget.get_by_role("status")).to_contain_text("Incident recorded")
+    assert path_of(page) == CHECKOUT
+    incident = widget.locator("li.recovery-incident")
+    expect(incident).to_have_count(1)
+    expect(incident.locator(".recovery-incident-head")).to_contain_text("Late start")
+    expect(incident.locator(".recovery-incident-head")).to_contain_text("Major")
+    expect(incident.locator("p.recovery-description")).to_have_text("Started 25 minutes late")
+
+
+@pytest.mark.browser
+def test_without_javascript_the_server_rendered_form_records(make_page):
+    from playwright.sync_api import expect
+
+    page = make_page(java_script_enabled=False)
+    page.goto("/")
+    sign_in(page, "irina")
+    widget = open_checkout(page)
+    fill_incident(
+        widget,
+        en,
+        category="Hygiene",
+        severity="Critical",
+        description="Used towel on the chair",
+        action="Fresh towel checked before every client",
+    )
+    # No script ran: choosing a category did not open its 3R script.
+    expect(widget.locator('.recovery-scripts details[data-category="hygiene"]')).not_to_have_attribute("open", "")
+    widget.get_by_role("button", name="Record incident", exact=True).click()
+
+    expect(widget.get_by_role("status")).to_contain_text("Incident recorded")
+    assert path_of(page) == CHECKOUT
+    incident = widget.locator("li.recovery-incident")
+    expect(incident).to_have_count(1)
+    expect(incident.locator(".recovery-incident-head")).to_contain_text("Hygiene")
+    expect(incident.locator(".recovery-incident-head")).to_contain_text("Critical")
+    expect(incident.locator("p.recovery-description")).to_have_text("Used towel on the chair")
+
+
+@pytest.mark.browser
+def test_russian_ui_records_and_resolves(page):
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    page.get_by_role("button", name="Русский", exact=True).click()
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    sign_in(page, "irina", lang="ru")
+    widget = open_checkout(page)
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    heading = widget.get_by_role("heading", level=2)
+    expect(heading).to_have_text("Работа с жалобами")
+    assert ru("Service recovery") == "Работа с жалобами"
+
+    record_incident(
+        widget,
+        ru,
+        category="Result not as agreed",
+        severity="Major",
+        description="Цвет получился рыжим",
+        action="Пробная прядь перед каждым окрашиванием",
+    )
+    incident = widget.locator("li.recovery-incident")
+    expect(incident).to_have_count(1)
+    expect(incident.locator(".recovery-incident-head")).to_contain_text(ru("Result not as agreed"))
+    expect(incident.locator(".recovery-status")).to_have_text(ru("Open"))
+    expect(incident.locator("p.recovery-description")).to_have_text("Цвет получился рыжим")
+
+    incident.get_by_role("button", name=ru("Mark resolved"), exact=True).click()
+    expect(widget.get_by_role("status")).to_contain_text(ru("Case marked resolved."))
+    expect(incident.locator(".recovery-status")).to_have_text(ru("Resolved"))
+    expect(incident).to_have_class(re.compile(r"\brecovery-status-resolved\b"))
+    expect(incident.get_by_role("button", name=ru("Mark resolved"), exact=True)).to_have_count(0)
+    assert path_of(page) == CHECKOUT
+
+
+@pytest.mark.browser
+def test_a_master_cannot_resolve_a_manager_can(page):
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    sign_in(page, "olga")
+    widget = open_checkout(page)
+    record_incident(
+        widget,
+        en,
+        category="Late start",
+        severity="Minor",
+        description="Started ten minutes late",
+        action="Fewer back-to-back bookings",
+    )
+    incident = widget.locator("li.recovery-incident")
+    expect(incident).to_have_count(1)
+    expect(incident.locator(".recovery-status")).to_have_text("Open")
+    expect(widget.get_by_role("button", name="Mark resolved")).to_have_count(0)
+
+    sign_in(page, "marina")
+    assert path_of(page) == CHECKOUT  # the switcher brings us back to the same page
+    widget.get_by_role("button", name="Mark resolved", exact=True).click()
+    expect(widget.get_by_role("status")).to_contain_text("Case marked resolved.")
+    expect(incident.locator(".recovery-status")).to_have_text("Resolved")
+    expect(widget.get_by_role("button", name="Mark resolved")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_mobile_widget_fits_the_viewport(make_page):
+    from playwright.sync_api import expect
+
+    page = make_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page.goto("/")
+    sign_in(page, "irina")
+    widget = open_checkout(page)
+    # A long unbroken word must wrap, not widen the page.
+    record_incident(
+        widget,
+        en,
+        category="Billing error",
+        severity="Minor",
+        description="Charged twice: " + "https://pay.example.com/receipt/" + "0123456789" * 8,
+        action="Check the terminal before a second attempt",
+    )
+
+    width = page.evaluate("window.innerWidth")
+    assert width == 390
+    fields = widget.locator("select, textarea, input:not([type=hidden]), button")
+    assert fields.count() >= 8
+    for index in range(fields.count()):
+        box = fields.nth(index).bounding_box()
+        assert box is not None
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (
+            fields.nth(index).evaluate("e => e.outerHTML.slice(0, 120)"),
+            box,
+        )
+    widget_box = widget.bounding_box()
+    assert widget_box["x"] >= 0 and widget_box["x"] + widget_box["width"] <= width + 0.5
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    expect(widget.get_by_role("button", name="Record incident", exact=True)).to_be_visible()
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "widget-mobile.png"), full_page=True)
