@@ -43,8 +43,12 @@ def _allowed_fields(body: dict[str, Any], allowed: set[str]) -> None:
 
 
 def create_api_blueprint() -> Blueprint:
-    """The nested ``recovery.api`` blueprint (mounted at ``{prefix}/api``)."""
-    api = Blueprint("api", __name__)
+    """The ``recovery_api`` blueprint (mounted at ``{prefix}/api``).
+
+    A blueprint of its own (not nested) so a host's global ``CSRFProtect`` can exempt it by
+    name; :meth:`Recovery.init_app` does so when it finds one.
+    """
+    api = Blueprint("recovery_api", __name__)
 
     @api.errorhandler(RecoveryError)
     def _recovery_error(error: RecoveryError):

@@ -115,9 +115,15 @@ class Recovery:
         state = _State(recovery=self, db=db, mail=mail, url_prefix=prefix)
         app.extensions["recovery"] = state
 
+        from .api import create_api_blueprint
         from .views import create_blueprint
 
         app.register_blueprint(create_blueprint(), url_prefix=prefix or None)
+        api = create_api_blueprint()
+        app.register_blueprint(api, url_prefix=f"{prefix}/api")
+        csrf = app.extensions.get("csrf")
+        if csrf is not None:  # a global CSRFProtect: JSON-only POSTs need no token
+            csrf.exempt(api)
 
         from . import i18n
         from .widgets import render_widget

@@ -32,7 +32,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """Build the document for the current app (its prefix and category catalogue)."""
-    base = url_for("recovery.api.openapi").rsplit("/openapi.json", 1)[0]
+    base = url_for("recovery_api.openapi").rsplit("/openapi.json", 1)[0]
     nullable_str = {"type": ["string", "null"]}
     nullable_time = {"type": ["string", "null"], "format": "date-time"}
     incident = {

@@ -51,7 +51,7 @@ def _back(booking_id: str, next_url: Any = None, anchor: str = "recovery-widget"
 
 
 def create_blueprint() -> Blueprint:
-    """The ``recovery`` blueprint: staff pages, static files and the nested JSON API."""
+    """The ``recovery`` blueprint: staff pages and static files."""
     bp = Blueprint(
         "recovery",
         __name__,
@@ -132,7 +132,4 @@ def create_blueprint() -> Blueprint:
             flash(_("Case reopened."), "recovery")
         return response
 
-    from .api import create_api_blueprint
-
-    bp.register_blueprint(create_api_blueprint(), url_prefix="/api")
     return bp

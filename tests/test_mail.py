@@ -24,7 +24,9 @@ def test_mail_from_mail_keys_reaches_a_real_smtp_server(tmp_path, smtp_server):
     with app.app_context():
         with app.recovery.mailer.connection() as conn:
             for n in range(3):
-                conn.send(Message(f"Check-in {n}", recipients=[f"client{n}@client.test"], body="Hello", html="<p>Hi</p>"))
+                conn.send(
+                    Message(f"Check-in {n}", recipients=[f"client{n}@client.test"], body="Hello", html="<p>Hi</p>")
+                )
     deadline = time.monotonic() + 5
     while len(smtp_server.messages) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -37,8 +39,13 @@ def test_mail_from_mail_keys_reaches_a_real_smtp_server(tmp_path, smtp_server):
 
 def test_the_hosts_own_mail_is_reused(tmp_path, smtp_server):
     app = Flask("host_with_mail")
-    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'h.sqlite'}", SECRET_KEY="k",
-                      MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_DEFAULT_SENDER="host@salon.test")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'h.sqlite'}",
+        SECRET_KEY="k",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        MAIL_DEFAULT_SENDER="host@salon.test",
+    )
     mail = Mail(app)
     state = app.extensions["mail"]
     db = SQLAlchemy(app)

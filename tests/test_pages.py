@@ -235,3 +235,28 @@ def test_host_categories_replace_the_catalogue(client, host, booking):
     assert "Не тот цвет" in client.get(PAGE, headers={"Accept-Language": "ru"}).text
     assert client.post(PAGE + "/incidents", data={**FORM, "category": "wrong_color"}).status_code == 303
     assert client.post(PAGE + "/incidents", data={**FORM, "category": "late"}).status_code == 422
+
+
+def test_global_csrfprotect_guards_pages_but_not_the_json_api(tmp_path, host, booking):
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+    from flask_wtf.csrf import CSRFProtect
+
+    from flask_recovery import Recovery
+
+    app = Flask("csrf_host")
+    app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'g.sqlite'}")
+    CSRFProtect(app)
+    db = SQLAlchemy(app)
+    recovery = Recovery(app, db=db)
+    recovery.booking_loader(host.load)
+    recovery.staff_loader(lambda: host.staff)
+    with app.app_context():
+        recovery.create_all()
+    host.login("admin")
+    client = app.test_client()
+    assert client.post(PAGE + "/incidents", data=FORM).status_code == 400
+    api = client.post(
+        "/recovery/api/bookings/b1/incidents", json={"category": "late", "severity": "minor", "description": "late"}
+    )
+    assert api.status_code == 201

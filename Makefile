@@ -1,0 +1,13 @@
+# The two commands a newcomer needs (each does its own set-up; see README.md).
+.PHONY: demo test bench
+
+demo:  ## run the example salon site on SQLite
+	bash .ci/demo
+
+test:  ## run the whole suite (SQLite, PostgreSQL, real SMTP, Chromium)
+	bash .ci/test
+
+bench:  ## print the benchmarks' side-by-side ratios
+	bash .ci/setup
+	.venv/bin/python benchmarks/booking_page.py
+	.venv/bin/python benchmarks/booking_page.py --db postgresql
