@@ -7,6 +7,7 @@ form cannot send that, so cookie-authenticated hosts need no CSRF token here. Er
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -15,7 +16,11 @@ from werkzeug.exceptions import HTTPException
 from . import domain
 from .errors import InvalidInput, RecoveryError
 from .extension import get_recovery
+from .models import utcnow
 from .openapi import openapi_document
+
+
+_MONTH_RE = re.compile(r"(19|20|21)\d\d-(0[1-9]|1[0-2])")
 
 
 class UnsupportedMediaType(RecoveryError):
@@ -111,6 +116,68 @@ def create_api_blueprint() -> Blueprint:
     def reopen_incident(incident_id: str):
         """Reopen a resolved or closed case -> 200."""
         return _transition(incident_id, domain.reopen_incident)
+
+    @api.post("/incidents/<incident_id>/compensations")
+    def grant(incident_id: str):
+        """Grant a remedy within the staff member's authority, or file a request above it."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "compensation.request")
+        body = _json_body()
+        _allowed_fields(body, {"kind", "amount", "percent", "note", "idempotency_key"})
+        key = body.get("idempotency_key", request.headers.get("Idempotency-Key"))
+        compensation, created = domain.grant_compensation(
+            recovery.session,
+            incident_id,
+            recovery.load_booking,
+            staff,
+            kind=body.get("kind"),
+            amount=body.get("amount"),
+            percent=body.get("percent"),
+            note=body.get("note"),
+            idempotency_key=key,
+        )
+        payload = compensation.to_dict()
+        payload["warnings"] = domain.value_warnings(compensation, recovery.load_booking(compensation.booking_id))
+        return jsonify(payload), 201 if created else 200
+
+    def _decide(compensation_id: str, approve: bool):
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        body = _json_body(allow_empty=True)
+        _allowed_fields(body, {"note"})
+        compensation = domain.decide_compensation(
+            recovery.session, compensation_id, staff, approve=approve, note=body.get("note")
+        )
+        return jsonify(compensation.to_dict()), 200
+
+    @api.post("/compensations/<compensation_id>/approve")
+    def approve(compensation_id: str):
+        """Approve a pending request (the approver's authority must cover it)."""
+        return _decide(compensation_id, True)
+
+    @api.post("/compensations/<compensation_id>/reject")
+    def reject(compensation_id: str):
+        """Reject a pending request."""
+        return _decide(compensation_id, False)
+
+    @api.get("/compensations/pending")
+    def pending():
+        """Requests waiting for a decision (approvers only)."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        return jsonify({"requests": [c.to_dict() for c in domain.pending_requests(recovery.session, staff)]})
+
+    @api.get("/budget")
+    def budget():
+        """Compensation spend of one month (``?month=YYYY-MM``, default this month)."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "budget.view")
+        month = request.args.get("month") or domain.month_of(utcnow())
+        if not _MONTH_RE.fullmatch(month):
+            raise InvalidInput("month must look like 2026-11.", field="month")
+        return jsonify(domain.month_spend(recovery.session, staff, month))
 
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_found(unknown: str):

@@ -42,6 +42,9 @@ DEFAULT_PERMISSIONS: dict[str, Any] = {
     "incident.resolve": ["admin", "manager"],
     "incident.reopen": ["admin", "manager"],
     "conduct.view": ["admin", "manager"],
+    "compensation.request": ["admin", "manager"],
+    "compensation.approve": ["manager"],
+    "budget.view": ["manager"],
 }
 
 DEFAULT_AUTHORITY: dict[str, dict[str, Any]] = {
@@ -98,6 +101,8 @@ DEFAULTS: dict[str, Any] = {
     "MANAGER_EMAILS": (),
     "MAX_TEXT_LENGTH": 4000,
     "SMTP_TIMEOUT": 10,
+    "VOUCHER_DAYS": 180,
+    "MAX_AMOUNT": 100_000_000,
 }
 
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -260,6 +265,13 @@ def validate(config: Mapping[str, Any]) -> None:
     ):
         _fail("MANAGER_EMAILS", "must be a list of e-mail addresses", emails)
 
+    voucher_days = get("VOUCHER_DAYS")
+    if not _is_int(voucher_days) or voucher_days < 1:
+        _fail("VOUCHER_DAYS", "must be a positive whole number of days", voucher_days)
+    max_amount = get("MAX_AMOUNT")
+    if not _is_int(max_amount) or max_amount < 1:
+        _fail("MAX_AMOUNT", "must be a positive integer in minor units", max_amount)
+
     timeout = get("SMTP_TIMEOUT")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
         _fail("SMTP_TIMEOUT", "must be a number of seconds between 0 and 600", timeout)
@@ -267,6 +279,19 @@ def validate(config: Mapping[str, Any]) -> None:
     max_len = get("MAX_TEXT_LENGTH")
     if not _is_int(max_len) or not 1 <= max_len <= 100_000:
         _fail("MAX_TEXT_LENGTH", "must be a whole number of characters between 1 and 100000", max_len)
+
+
+def authority_for(config: Mapping[str, Any], role: str) -> dict[str, Any] | None:
+    """The role's authority (``per_grant``, ``per_month``, ``kinds`` as a set), or ``None``."""
+    limits = config[key("AUTHORITY")].get(role)
+    if limits is None:
+        return None
+    kinds = limits.get("kinds", "all")
+    return {
+        "per_grant": limits.get("per_grant"),
+        "per_month": limits.get("per_month"),
+        "kinds": set(REMEDY_KINDS) if kinds == "all" else set(kinds),
+    }
 
 
 def category_keys(config: Mapping[str, Any]) -> list[str]:

@@ -177,6 +177,17 @@ class Recovery:
             raise TypeError(f"the staff loader must return a flask_recovery.Staff or None, not {type(staff)!r}")
         return staff
 
+    def redeem_voucher(self, code: str, booking_id: Any):
+        """Use a compensation voucher on a later booking, once.
+
+        Returns the :class:`~flask_recovery.models.Compensation` (``kind``, ``amount``,
+        ``percent``) for the host to apply. Raises ``NotFound`` for an unknown code and
+        ``VoucherError`` (a ``Conflict``) for a used, expired or another client's voucher.
+        """
+        from .domain import redeem_voucher
+
+        return redeem_voucher(self.session, code, self.load_booking(booking_id))
+
     @property
     def session(self):
         """The SQLAlchemy session the extension uses (the host's ``db.session``)."""

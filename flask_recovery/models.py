@@ -11,13 +11,16 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     event,
 )
 from sqlalchemy.engine import Dialect
@@ -128,6 +131,108 @@ class Incident(Base):
             "minutes_to_recognition": _minutes(self.visit_ended_at, self.recorded_at),
             "minutes_to_resolution": _minutes(self.visit_ended_at, self.resolved_at),
         }
+
+
+class Compensation(Base):
+    """A remedy granted (or requested) on an incident: the *Resolve* step.
+
+    ``amount`` is the remedy's value in minor units (for ``percent_discount`` that share of
+    the booking's price, for ``redo`` the booking's price). A grant is charged to the
+    monthly budget of whoever made it final: the granter, or the approver of a request.
+    """
+
+    __tablename__ = "recovery_compensations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("recovery_incidents.id"), index=True)
+    booking_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    location: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    percent: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_by_role: Mapped[str] = mapped_column(String(32))
+    requested_by_name: Mapped[str | None] = mapped_column(String(120))
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_by_name: Mapped[str | None] = mapped_column(String(120))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    charged_to: Mapped[str | None] = mapped_column(String(64))
+    charged_month: Mapped[str | None] = mapped_column(String(7))
+    voucher_code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    voucher_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redeemed_booking_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("requested_by", "idempotency_key"),
+        Index("ix_recovery_compensations_charged", "charged_to", "charged_month"),
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The compensation as the JSON API shows it."""
+        return {
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "booking_id": self.booking_id,
+            "kind": self.kind,
+            "amount": self.amount,
+            "percent": self.percent,
+            "currency": self.currency,
+            "status": self.status,
+            "note": self.note,
+            "requested_by": self.requested_by,
+            "created_at": _iso(self.created_at),
+            "decided_by": self.decided_by,
+            "decided_at": _iso(self.decided_at),
+            "decision_note": self.decision_note,
+            "voucher_code": self.voucher_code,
+            "voucher_expires_at": _iso(self.voucher_expires_at),
+            "redeemed_at": _iso(self.redeemed_at),
+            "redeemed_booking_id": self.redeemed_booking_id,
+        }
+
+
+class BudgetUsage(Base):
+    """What one staff member has granted in one calendar month (the authority ledger).
+
+    Grants add to ``spent`` with one conditional UPDATE that refuses to pass the limit,
+    so concurrent grants can never overspend.
+    """
+
+    __tablename__ = "recovery_budget_usage"
+
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    grants: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Notification(Base):
+    """A staff mail waiting to be sent (an outbox row), e.g. a request for approval.
+
+    Mail never leaves inside the request that caused it: ``flask recovery
+    send-notifications`` (or the Celery task) claims pending rows and sends them.
+    """
+
+    __tablename__ = "recovery_notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class AuditEntry(Base):

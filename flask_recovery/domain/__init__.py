@@ -7,6 +7,22 @@ in the same transaction, commits, and only then sends its signal.
 """
 
 from .audit import audit, history_for_booking
+from .compensations import (
+    ConductCase,
+    VoucherError,
+    authority_summary,
+    compensations_for_booking,
+    decide_compensation,
+    get_compensation,
+    grant_compensation,
+    month_of,
+    month_spend,
+    pending_requests,
+    redeem_voucher,
+    suggestions,
+    value_of,
+    value_warnings,
+)
 from .incidents import (
     booking_record,
     close_incident,
@@ -20,6 +36,20 @@ from .incidents import (
 )
 
 __all__ = [
+    "ConductCase",
+    "VoucherError",
+    "authority_summary",
+    "compensations_for_booking",
+    "decide_compensation",
+    "get_compensation",
+    "grant_compensation",
+    "month_of",
+    "month_spend",
+    "pending_requests",
+    "redeem_voucher",
+    "suggestions",
+    "value_of",
+    "value_warnings",
     "audit",
     "booking_record",
     "close_incident",

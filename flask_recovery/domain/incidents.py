@@ -278,6 +278,8 @@ def booking_record(session: Session, booking: Booking, staff: Staff | None) -> d
     require_staff(staff)
     if not staff.can_see(booking):
         raise NotFound("No such booking.")
+    from .compensations import compensations_for_booking
+
     incidents = incidents_for_booking(session, booking.id)
     show_conduct = permitted(current_app.config, "conduct.view", staff.role)
     return {
@@ -292,7 +294,7 @@ def booking_record(session: Session, booking: Booking, staff: Staff | None) -> d
             "currency": current_app.config[key("CURRENCY")],
         },
         "incidents": [_visible(i.to_dict(), show_conduct) for i in incidents],
-        "compensations": [],
+        "compensations": [c.to_dict() for c in compensations_for_booking(session, booking.id)],
         "flags": [],
         "followups": [],
         "history": [e.to_dict() for e in history_for_booking(session, booking.id)],
