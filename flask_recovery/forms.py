@@ -6,12 +6,18 @@ so the pages and the JSON API refuse exactly the same things.
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField, SelectField, TextAreaField
+import uuid
+from decimal import Decimal, InvalidOperation
 
-from .config import SEVERITIES, category_keys
+from babel.numbers import get_currency_precision
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
+
+from .config import REMEDY_KINDS, SEVERITIES, category_keys
+from .errors import InvalidInput
+from .i18n import gettext
 from .i18n import lazy_gettext as _l
-from .vocabulary import category_label, severity_label
+from .vocabulary import category_label, kind_label, severity_label
 
 try:  # WTForms >= 3.3 declares options as SelectChoice; older ones take (value, label)
     from wtforms.fields.choices import SelectChoice as _Choice
@@ -54,3 +60,59 @@ class ActionForm(FlaskForm):
     """Resolve or reopen an incident, with an optional note."""
 
     note = TextAreaField(_l("Note (optional)"))
+
+
+class CompensationForm(FlaskForm):
+    """Grant a remedy, or file a request above one's authority (same form)."""
+
+    kind = SelectField(_l("Remedy"), choices=[], validate_choice=False)
+    amount = StringField(_l("Amount"))
+    percent = StringField(_l("Percent off the next visit"))
+    note = TextAreaField(_l("Reason (required above your authority)"))
+    idempotency_key = HiddenField()
+    next = HiddenField()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind.choices = [_Choice(k, kind_label(k)) for k in REMEDY_KINDS]
+        if not self.idempotency_key.data:
+            self.idempotency_key.data = uuid.uuid4().hex
+
+    def scope(self, incident_id: int) -> CompensationForm:
+        """Make the field ids unique for this incident's form; returns the form."""
+        _scope_ids(self, f"c{incident_id}")
+        return self
+
+    def minor_units(self, currency: str) -> int | None:
+        """The amount typed in major units (``1 500,50``) as minor units; ``None`` if blank.
+
+        Raises :class:`~flask_recovery.errors.InvalidInput` for text that is not money.
+        """
+        raw = (self.amount.data or "").strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
+        if not raw:
+            return None
+        digits = get_currency_precision(currency)
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise InvalidInput(gettext("amount: enter a number such as 1500 or 1500.50."), field="amount") from None
+        if not value.is_finite() or value.as_tuple().exponent < -digits:
+            raise InvalidInput(gettext("amount: enter a number such as 1500 or 1500.50."), field="amount")
+        if abs(value) > Decimal(10) ** 12:
+            raise InvalidInput(gettext("amount is implausibly large."), field="amount")
+        return int(value.scaleb(digits))
+
+    def whole_percent(self) -> int | None:
+        """The percent typed, as a whole number; ``None`` if blank."""
+        raw = (self.percent.data or "").strip().rstrip("%").strip()
+        if not raw:
+            return None
+        if not raw.isdigit() or len(raw) > 4:
+            raise InvalidInput(gettext("percent must be a whole number between 1 and 100."), field="percent")
+        return int(raw)
+
+
+class DecisionForm(FlaskForm):
+    """Approve or reject a request for approval, with an optional note."""
+
+    note = TextAreaField(_l("Note to the requester (optional)"))

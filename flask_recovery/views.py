@@ -7,6 +7,7 @@ with a CSRF token; nothing changes on GET.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,9 +24,11 @@ from flask import (
 from . import domain
 from .errors import InvalidInput, RecoveryError
 from .extension import get_recovery
-from .forms import ActionForm, IncidentForm
+from .forms import ActionForm, CompensationForm, DecisionForm, IncidentForm
+from .models import utcnow
+from .vocabulary import kind_label
 from .i18n import gettext as _
-from .widgets import widget_context
+from .widgets import format_money, local_time, widget_context
 
 
 def safe_next(target: Any) -> str | None:
@@ -131,5 +134,108 @@ def create_blueprint() -> Blueprint:
         if done:
             flash(_("Case reopened."), "recovery")
         return response
+
+    @bp.post("/incidents/<incident_id>/compensations")
+    def grant_compensation(incident_id: str):
+        """Grant a remedy, or file a request for approval above one's authority."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "compensation.request")
+        incident = domain.get_incident(recovery.session, incident_id, staff)
+        booking = recovery.load_booking(incident.booking_id)
+        incident_pk = incident.id
+        form = CompensationForm()
+        if not form.validate():
+            return _comp_form_failed(booking, staff, form, incident_pk)
+        try:
+            compensation, created = domain.grant_compensation(
+                recovery.session,
+                incident_pk,
+                recovery.load_booking,
+                staff,
+                kind=form.kind.data,
+                amount=form.minor_units(current_app.config["RECOVERY_CURRENCY"]),
+                percent=form.whole_percent(),
+                note=form.note.data,
+                idempotency_key=form.idempotency_key.data or None,
+            )
+        except InvalidInput as error:
+            getattr(form, error.field, form.note).errors = [error.message]
+            return _comp_form_failed(booking, staff, form, incident_pk)
+        if compensation.status == "granted":
+            flash(_("Compensation granted."), "recovery")
+            if compensation.voucher_code:
+                flash(_("Voucher code for the client: %(code)s", code=compensation.voucher_code), "recovery")
+        else:
+            flash(_("Above your authority: the request went to a manager."), "recovery")
+        if domain.value_warnings(compensation, booking):
+            flash(_("Note: this is worth more than 150% of the visit."), "recovery")
+        return _back(booking.id, form.next.data, anchor=f"incident-{incident_pk}")
+
+    def _comp_form_failed(booking, staff, form, incident_pk):
+        status = 400 if _csrf_failed(form) else 422
+        context = widget_context(booking, staff, standalone=True, comp_form=form, comp_form_incident=incident_pk)
+        return render_template("recovery/booking.html", **context), status
+
+    @bp.get("/approvals")
+    def approvals():
+        """The approvals queue: requests above someone's authority, oldest first."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        requests = domain.pending_requests(recovery.session, staff)
+        return render_template(
+            "recovery/approvals.html",
+            requests=requests,
+            staff=staff,
+            form=DecisionForm(formdata=None),
+            format_money=format_money,
+            local_time=local_time,
+            kind_label=kind_label,
+        )
+
+    def _decide(compensation_id: str, approve: bool):
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "compensation.approve")
+        form = DecisionForm()
+        if not form.validate():
+            raise RecoveryError(
+                _("The form has expired or was not sent from this site. Go back, reload the page and try again.")
+            )
+        domain.decide_compensation(recovery.session, compensation_id, staff, approve=approve, note=form.note.data)
+        flash(_("Request approved.") if approve else _("Request rejected."), "recovery")
+        target = safe_next(request.form.get("next")) or url_for("recovery.approvals")
+        return redirect(target, code=303)
+
+    @bp.post("/compensations/<compensation_id>/approve")
+    def approve_compensation(compensation_id: str):
+        """Approve a request from the queue."""
+        return _decide(compensation_id, True)
+
+    @bp.post("/compensations/<compensation_id>/reject")
+    def reject_compensation(compensation_id: str):
+        """Reject a request from the queue."""
+        return _decide(compensation_id, False)
+
+    @bp.get("/budget")
+    def budget():
+        """Compensation spend of a month per staff member and in total, against the plan."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "budget.view")
+        month = request.args.get("month") or domain.month_of(utcnow())
+        if not re.fullmatch(r"(19|20|21)\d\d-(0[1-9]|1[0-2])", month):
+            raise InvalidInput(_("Choose a month such as 2026-11."), field="month")
+        report = domain.month_spend(recovery.session, staff, month)
+        year, number = (int(part) for part in month.split("-"))
+        previous = f"{year - (number == 1)}-{12 if number == 1 else number - 1:02d}"
+        following = f"{year + (number == 12)}-{1 if number == 12 else number + 1:02d}"
+        return render_template(
+            "recovery/budget.html",
+            report=report,
+            previous=previous,
+            following=following,
+            format_money=format_money,
+        )
 
     return bp

@@ -41,11 +41,32 @@ STATUS_LABELS = {
     "reopened": _l("Reopened"),
 }
 
+KIND_LABELS = {
+    "gift": _l("Compliment (a gift)"),
+    "discount": _l("Discount on the next visit"),
+    "percent_discount": _l("Percent off the next visit"),
+    "redo": _l("Free redo or another master"),
+    "refund": _l("Refund"),
+}
+
+COMPENSATION_STATUS_LABELS = {
+    "granted": _l("Granted"),
+    "pending_approval": _l("Waiting for a manager"),
+    "rejected": _l("Rejected"),
+}
+
 ACTION_LABELS = {
     "incident.recorded": _l("Incident recorded"),
     "incident.resolved": _l("Case resolved"),
     "incident.reopened": _l("Case reopened"),
     "incident.closed": _l("Case closed"),
+    "compensation.granted": _l("Compensation granted"),
+    "compensation.requested": _l("Approval requested"),
+    "compensation.approved": _l("Request approved"),
+    "compensation.rejected": _l("Request rejected"),
+    "compensation.refused": _l("Compensation refused"),
+    "compensation.decision_refused": _l("Decision refused"),
+    "voucher.redeemed": _l("Voucher redeemed"),
 }
 
 #: What to say first (Recognize), what to offer (Resolve), what comes next (Reconnect).
@@ -153,3 +174,13 @@ def script_for(category: str) -> dict[str, str]:
     """The 3R script for a category (a generic one for host categories)."""
     script = SCRIPTS.get(category, _GENERIC_SCRIPT)
     return {step: str(text) for step, text in script.items()}
+
+
+def kind_label(kind: str) -> str:
+    """The translated label of a remedy kind."""
+    return str(KIND_LABELS.get(kind, kind))
+
+
+def compensation_status_label(status: str) -> str:
+    """The translated label of a compensation status."""
+    return str(COMPENSATION_STATUS_LABELS.get(status, status))

@@ -19,9 +19,18 @@ from .domain.incidents import client_summary, incidents_for_booking
 from .entities import Booking, Staff
 from .errors import NotAuthenticated, NotFound, RecoveryError
 from .extension import get_recovery
-from .forms import ActionForm, IncidentForm
+from .domain.compensations import WARN_SHARE, authority_summary, compensations_for_booking, suggestions
+from .forms import ActionForm, CompensationForm, IncidentForm
 from .i18n import gettext as _
-from .vocabulary import action_label, category_label, script_for, severity_label, status_label
+from .vocabulary import (
+    action_label,
+    category_label,
+    compensation_status_label,
+    kind_label,
+    script_for,
+    severity_label,
+    status_label,
+)
 
 
 def _locale() -> str:
@@ -58,6 +67,8 @@ def widget_context(
     *,
     standalone: bool,
     form: IncidentForm | None = None,
+    comp_form: CompensationForm | None = None,
+    comp_form_incident: int | None = None,
 ) -> dict[str, Any]:
     """Everything the widget template needs; raises 401/404 like the API."""
     session = get_recovery().session
@@ -77,12 +88,33 @@ def widget_context(
         form.next.data = _here() if not standalone else None
     categories = category_keys(config)
     earlier_count, earlier = client_summary(session, booking.client_id, exclude_booking_id=booking.id)
+    incidents = incidents_for_booking(session, booking.id)
+    compensations: dict[int, list] = {}
+    for item in compensations_for_booking(session, booking.id):
+        compensations.setdefault(item.incident_id, []).append(item)
+    can_compensate = permitted(config, "compensation.request", staff.role)
+    grant_forms = {}
+    remedies = {}
+    for incident in incidents:
+        if can_compensate and not incident.conduct and incident.status != "closed":
+            posted = comp_form if comp_form is not None and comp_form_incident == incident.id else None
+            grant_forms[incident.id] = (posted or CompensationForm(formdata=None)).scope(incident.id)
+            remedies[incident.id] = suggestions(session, incident, booking)
     return {
+        "compensations": compensations,
+        "grant_forms": grant_forms,
+        "remedies": remedies,
+        "authority": authority_summary(session, staff) if can_compensate else None,
+        "kind_label": kind_label,
+        "compensation_status_label": compensation_status_label,
+        "warn_share": WARN_SHARE,
+        "record_currency": config[key("CURRENCY")],
+        "earlier_count": earlier_count,
         "earlier_count": earlier_count,
         "earlier": earlier,
         "booking": booking,
         "staff": staff,
-        "incidents": incidents_for_booking(session, booking.id),
+        "incidents": incidents,
         "history": history_for_booking(session, booking.id),
         "show_conduct": permitted(config, "conduct.view", staff.role),
         "local_time": local_time,

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -473,14 +473,26 @@ def pending_requests(session: Session, staff: Staff | None) -> list[Compensation
 def month_spend(session: Session, staff: Staff | None, month: str) -> dict[str, Any]:
     """Granted compensations in ``month`` (``YYYY-MM``) per staff member and in total."""
     require_permission(staff, "budget.view")
+    name = case(
+        (Compensation.charged_to == Compensation.requested_by, Compensation.requested_by_name),
+        else_=Compensation.decided_by_name,
+    )
     stmt = (
-        select(Compensation.charged_to, func.count(), func.coalesce(func.sum(Compensation.amount), 0))
+        select(
+            Compensation.charged_to,
+            func.max(name),
+            func.count(),
+            func.coalesce(func.sum(Compensation.amount), 0),
+        )
         .where(Compensation.status == "granted", Compensation.charged_month == month)
         .group_by(Compensation.charged_to)
     )
     if staff.location is not None:
         stmt = stmt.where(Compensation.location == staff.location)
-    rows = [{"staff_id": who, "grants": n, "spent": int(total)} for who, n, total in session.execute(stmt)]
+    rows = [
+        {"staff_id": who, "name": label, "grants": n, "spent": int(total)}
+        for who, label, n, total in session.execute(stmt)
+    ]
     rows.sort(key=lambda r: (-r["spent"], r["staff_id"] or ""))
     total = sum(r["spent"] for r in rows)
     pending = session.scalar(
