@@ -19,7 +19,6 @@ from .extension import get_recovery
 from .models import utcnow
 from .openapi import openapi_document
 
-
 _MONTH_RE = re.compile(r"(19|20|21)\d\d-(0[1-9]|1[0-2])")
 
 

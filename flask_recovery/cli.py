@@ -30,3 +30,26 @@ def init_db(revision: str) -> None:
         click.echo(f"recovery tables already at {after}; nothing to do.")
     else:
         click.echo(f"recovery tables upgraded from {before or 'empty'} to {after}.")
+
+
+@recovery_cli.command("send-notifications")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10000),
+    default=100,
+    show_default=True,
+    help="Send at most this many mails in this run.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what is due; send nothing.")
+def send_notifications(limit: int, dry_run: bool) -> None:
+    """Send due staff mail (requests for approval) to RECOVERY_MANAGER_EMAILS."""
+    from .notifications import send_pending_notifications
+
+    result = send_pending_notifications(limit=limit, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"{result.sent} staff mails due (dry run: nothing sent).")
+    else:
+        click.echo(
+            f"sent {result.sent}, retry later {result.retry}, failed {result.failed}, "
+            f"skipped {result.skipped} (no recipients)."
+        )

@@ -25,9 +25,9 @@ from . import domain
 from .errors import InvalidInput, RecoveryError
 from .extension import get_recovery
 from .forms import ActionForm, CompensationForm, DecisionForm, IncidentForm
+from .i18n import gettext as _
 from .models import utcnow
 from .vocabulary import kind_label
-from .i18n import gettext as _
 from .widgets import format_money, local_time, widget_context
 
 

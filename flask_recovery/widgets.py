@@ -15,11 +15,11 @@ from markupsafe import Markup
 
 from .config import category_keys, key, permitted
 from .domain.audit import history_for_booking
+from .domain.compensations import WARN_SHARE, authority_summary, compensations_for_booking, suggestions
 from .domain.incidents import client_summary, incidents_for_booking
 from .entities import Booking, Staff
 from .errors import NotAuthenticated, NotFound, RecoveryError
 from .extension import get_recovery
-from .domain.compensations import WARN_SHARE, authority_summary, compensations_for_booking, suggestions
 from .forms import ActionForm, CompensationForm, IncidentForm
 from .i18n import gettext as _
 from .vocabulary import (

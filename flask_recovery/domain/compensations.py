@@ -111,9 +111,10 @@ def authority_summary(session: Session, staff: Staff, now: datetime | None = Non
     """What ``staff`` may still grant alone: per grant, left this month, kinds."""
     limits = authority_for(current_app.config, staff.role)
     month = month_of(now or utcnow())
-    spent = session.scalar(
-        select(BudgetUsage.spent).where(BudgetUsage.staff_id == staff.id, BudgetUsage.month == month)
-    ) or 0
+    spent = (
+        session.scalar(select(BudgetUsage.spent).where(BudgetUsage.staff_id == staff.id, BudgetUsage.month == month))
+        or 0
+    )
     if limits is None:
         return {"per_grant": 0, "per_month": 0, "spent": spent, "left": 0, "kinds": [], "month": month}
     left = None if limits["per_month"] is None else max(0, limits["per_month"] - spent)
@@ -129,9 +130,7 @@ def authority_summary(session: Session, staff: Staff, now: datetime | None = Non
 
 def _covers(limits: dict[str, Any] | None, kind: str, value: int) -> bool:
     return bool(
-        limits is not None
-        and kind in limits["kinds"]
-        and (limits["per_grant"] is None or value <= limits["per_grant"])
+        limits is not None and kind in limits["kinds"] and (limits["per_grant"] is None or value <= limits["per_grant"])
     )
 
 
@@ -165,8 +164,15 @@ def _new_voucher(compensation: Compensation, now: datetime) -> None:
 def _refusal(session: Session, staff: Staff | None, action: str, subject: Any, reason: str, **ids: Any) -> None:
     """Record a refusal in the audit trail (in a transaction of its own)."""
     session.rollback()
-    audit(session, action, actor=staff, subject_type="compensation" if subject else "incident",
-          subject_id=subject, data={"reason": reason}, **ids)
+    audit(
+        session,
+        action,
+        actor=staff,
+        subject_type="compensation" if subject else "incident",
+        subject_id=subject,
+        data={"reason": reason},
+        **ids,
+    )
     session.commit()
 
 
@@ -269,12 +275,25 @@ def grant_compensation(
             raise
         return earlier, False
     reason = None if granted else ("monthly_budget_exhausted" if alone else "above_authority")
-    audit(session, "compensation.granted" if granted else "compensation.requested", actor=staff,
-          subject_type="compensation", subject_id=compensation.id,
-          data={"kind": kind, "amount": value, **({"reason": reason} if reason else {})}, **ids)
+    audit(
+        session,
+        "compensation.granted" if granted else "compensation.requested",
+        actor=staff,
+        subject_type="compensation",
+        subject_id=compensation.id,
+        data={"kind": kind, "amount": value, **({"reason": reason} if reason else {})},
+        **ids,
+    )
     if not granted:
-        session.add(Notification(kind="approval_requested", subject_type="compensation",
-                                 subject_id=str(compensation.id), status="pending", created_at=now))
+        session.add(
+            Notification(
+                kind="approval_requested",
+                subject_type="compensation",
+                subject_id=str(compensation.id),
+                status="pending",
+                created_at=now,
+            )
+        )
     session.commit()
     incident = session.get(Incident, incident_pk)
     if granted:
@@ -347,9 +366,15 @@ def decide_compensation(
     compensation = session.get(Compensation, pk)
     if approve:
         _new_voucher(compensation, now)
-    audit(session, "compensation.approved" if approve else "compensation.rejected", actor=staff,
-          subject_type="compensation", subject_id=pk,
-          data={"kind": compensation.kind, "amount": compensation.amount}, **ids)
+    audit(
+        session,
+        "compensation.approved" if approve else "compensation.rejected",
+        actor=staff,
+        subject_type="compensation",
+        subject_id=pk,
+        data={"kind": compensation.kind, "amount": compensation.amount},
+        **ids,
+    )
     session.commit()
     signals.send_robust(signals.compensation_decided, compensation=compensation, staff=staff, approved=approve)
     if approve:
@@ -376,9 +401,9 @@ def suggestions(session: Session, incident: Incident, booking: Booking) -> dict[
         return {"apology_only": False, "remedies": []}
     if incident.severity == "minor":
         earlier = session.scalar(
-            select(func.count()).select_from(Incident).where(
-                Incident.client_id == incident.client_id, Incident.id != incident.id, Incident.conduct.is_(False)
-            )
+            select(func.count())
+            .select_from(Incident)
+            .where(Incident.client_id == incident.client_id, Incident.id != incident.id, Incident.conduct.is_(False))
         )
         if not earlier:
             return {"apology_only": True, "remedies": []}
@@ -440,8 +465,15 @@ def redeem_voucher(session: Session, code: Any, booking: Booking, now: datetime 
     if result.rowcount != 1:
         session.rollback()
         raise VoucherError("This voucher has already been used.")
-    audit(session, "voucher.redeemed", actor=None, booking_id=booking.id, client_id=booking.client_id,
-          subject_type="compensation", subject_id=pk)
+    audit(
+        session,
+        "voucher.redeemed",
+        actor=None,
+        booking_id=booking.id,
+        client_id=booking.client_id,
+        subject_type="compensation",
+        subject_id=pk,
+    )
     session.commit()
     session.expire(compensation)
     return session.get(Compensation, pk)
