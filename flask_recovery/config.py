@@ -102,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TEXT_LENGTH": 4000,
     "SMTP_TIMEOUT": 10,
     "VOUCHER_DAYS": 180,
+    "BASE_URL": None,
     "MAX_AMOUNT": 100_000_000,
 }
 
@@ -264,6 +265,18 @@ def validate(config: Mapping[str, Any]) -> None:
         or not all(isinstance(e, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", e) for e in emails)
     ):
         _fail("MANAGER_EMAILS", "must be a list of e-mail addresses", emails)
+
+    base_url = get("BASE_URL")
+    if base_url is not None and (
+        not isinstance(base_url, str)
+        or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url)
+        or base_url.endswith("/")
+    ):
+        _fail(
+            "BASE_URL",
+            "must be None or the site's address such as 'https://salon.example.com' (no trailing /)",
+            base_url,
+        )
 
     voucher_days = get("VOUCHER_DAYS")
     if not _is_int(voucher_days) or voucher_days < 1:

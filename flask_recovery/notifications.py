@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, render_template, url_for
+from flask import current_app, has_request_context, render_template, url_for
 from flask_babel import force_locale
 from flask_mail import Message
 from sqlalchemy import or_, select, update
@@ -77,12 +77,25 @@ def _finish(session: Session, row_id: int, token: str, **values) -> bool:
     return result.rowcount == 1
 
 
+def external_url(endpoint: str, **values) -> str:
+    """An absolute link for mail: from ``RECOVERY_BASE_URL``, else ``SERVER_NAME``; a bare
+    path when neither is configured."""
+    base = current_app.config[key("BASE_URL")]
+    if base:
+        with current_app.test_request_context(base_url=base):
+            return url_for(endpoint, _external=True, **values)
+    if has_request_context() or current_app.config.get("SERVER_NAME"):
+        return url_for(endpoint, _external=True, **values)
+    with current_app.test_request_context():
+        return url_for(endpoint, **values)
+
+
 def _approval_message(session: Session, row: Notification) -> Message | None:
     recipients = list(current_app.config[key("MANAGER_EMAILS")])
     compensation = session.get(Compensation, int(row.subject_id))
     if not recipients or compensation is None:
         return None
-    link = url_for("recovery.approvals", _external=bool(current_app.config.get("SERVER_NAME")))
+    link = external_url("recovery.approvals")
     with force_locale(current_app.config[key("DEFAULT_LOCALE")]):
         context = {
             "compensation": compensation,

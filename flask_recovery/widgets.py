@@ -110,7 +110,6 @@ def widget_context(
         "warn_share": WARN_SHARE,
         "record_currency": config[key("CURRENCY")],
         "earlier_count": earlier_count,
-        "earlier_count": earlier_count,
         "earlier": earlier,
         "booking": booking,
         "staff": staff,

@@ -61,6 +61,10 @@ BAD_VALUES = [
     ("RECOVERY_MANAGER_EMAILS", "boss@salon.test"),
     ("RECOVERY_MANAGER_EMAILS", ["not an address"]),
     ("RECOVERY_MAX_TEXT_LENGTH", 0),
+    ("RECOVERY_BASE_URL", "salon.example.com"),
+    ("RECOVERY_BASE_URL", "https://salon.example.com/"),
+    ("RECOVERY_VOUCHER_DAYS", 0),
+    ("RECOVERY_MAX_AMOUNT", -1),
 ]
 
 
