@@ -75,3 +75,15 @@ def test_seed_command_resets_demo_data(salon):
     result = salon.test_cli_runner().invoke(args=["seed", "--reset-recovery"])
     assert result.exit_code == 0, result.output
     assert "Demo data ready" in result.output
+
+
+def test_manager_pages_wear_the_salon_layout(salon):
+    client = salon.test_client()
+    login(client, "marina")
+    day = client.get("/day", headers={"Accept-Language": "en"}).text
+    assert 'href="/recovery/approvals"' in day and 'href="/recovery/budget"' in day
+    queue = client.get("/recovery/approvals", headers={"Accept-Language": "ru"})
+    assert queue.status_code == 200
+    assert "Бархат" in queue.text and "Согласования" in queue.text
+    login(client, "irina")
+    assert 'href="/recovery/approvals"' not in client.get("/day").text
