@@ -169,7 +169,7 @@ def create_blueprint() -> Blueprint:
         else:
             flash(_("Above your authority: the request went to a manager."), "recovery")
         if domain.value_warnings(compensation, booking):
-            flash(_("Note: this is worth more than 150% of the visit."), "recovery")
+            flash(_("Note: this is worth more than %(share)s%% of the visit.", share=150), "recovery")
         return _back(booking.id, form.next.data, anchor=f"incident-{incident_pk}")
 
     def _comp_form_failed(booking, staff, form, incident_pk):
