@@ -59,7 +59,7 @@ def create_blueprint() -> Blueprint:
         "recovery",
         __name__,
         template_folder="templates",
-        static_folder="static",
+        static_folder="static/recovery",
         static_url_path="/static",
     )
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask, got_request_exception
+from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 CHROMIUM = os.environ.get("RECOVERY_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -128,7 +129,9 @@ def live_server(db_url):
     got_request_exception.connect(_record, app)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
     live.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server", daemon=True
+    )
     thread.start()
     try:
         yield live
@@ -151,8 +154,6 @@ def live_server(db_url):
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for the session."""
-    from playwright.sync_api import sync_playwright
-
     if not os.path.exists(CHROMIUM):
         pytest.fail(
             f"Chromium not found at {CHROMIUM} (set RECOVERY_TEST_CHROMIUM, or deselect with -m 'not browser')",
@@ -173,17 +174,25 @@ def make_page(browser, live_server):
     Contexts close before the server stops (this fixture depends on ``live_server``).
     """
     contexts = []
+    problems: list[str] = []
+
+    def _on_response(response):
+        if response.status >= 400 and urlsplit(response.url).path != "/favicon.ico":
+            problems.append(f"HTTP {response.status} for {response.request.method} {response.url}")
 
     def _make(**options):
         options.setdefault("locale", "en-US")
         context = browser.new_context(base_url=live_server.url, **options)
         context.set_default_timeout(TIMEOUT_MS)
+        context.on("response", _on_response)
+        context.on("weberror", lambda error: problems.append(f"script error: {error.error}"))
         contexts.append(context)
         return context.new_page()
 
     yield _make
     for context in contexts:
         context.close()
+    assert not problems, "the browser met errors:\n" + "\n".join(problems)
 
 
 @pytest.fixture
@@ -196,8 +205,6 @@ def page(make_page):
 
 def sign_in(page, who: str, lang: str = "en") -> None:
     """Pick ``who`` in the header's "Signed in as" menu and press Switch."""
-    from playwright.sync_api import expect
-
     labels = HEADER[lang]
     page.get_by_label(labels["signed_in_as"], exact=True).select_option(who)
     page.get_by_role("button", name=labels["switch"], exact=True).click()
@@ -206,8 +213,6 @@ def sign_in(page, who: str, lang: str = "en") -> None:
 
 def open_checkout(page, booking_id: str = ANNA_BOOKING):
     """Open a checkout page directly; returns the widget."""
-    from playwright.sync_api import expect
-
     page.goto(f"/bookings/{booking_id}/checkout")
     widget = page.locator("section#recovery-widget")
     expect(widget).to_be_visible()
@@ -223,8 +228,6 @@ def fill_incident(widget, t, *, category: str, severity: str, description: str, 
 
 
 def record_incident(widget, t, **fields) -> None:
-    from playwright.sync_api import expect
-
     fill_incident(widget, t, **fields)
     widget.get_by_role("button", name=t("Record incident"), exact=True).click()
     expect(widget.get_by_role("status")).to_contain_text(t("Incident recorded. Say the first words of the script now."))
@@ -239,21 +242,25 @@ def path_of(page) -> str:
 
 @pytest.mark.browser
 def test_admin_records_an_incident_and_markup_is_shown_as_text(page):
-    from playwright.sync_api import expect
-
     page.goto("/")
     sign_in(page, "irina")
     page.goto("/")  # today's day list
     row = page.locator("tr[data-booking-id]", has_text="Анна Смирнова")
     expect(row).to_have_count(1)
     expect(row).to_have_attribute("data-booking-id", ANNA_BOOKING)
-    row.get_by_role("link", name=re.compile(r"^Checkout: Анна Смирнова")).click()
+    # The link's accessible name carries the client (a visually hidden suffix).
+    row.get_by_role("link", name=re.compile(r"^Checkout\s*: Анна Смирнова, 10:00$")).click()
     expect(page).to_have_url(re.compile(rf"{re.escape(CHECKOUT)}$"))
 
     widget = page.locator("section#recovery-widget")
     expect(widget.get_by_role("heading", name="Service recovery", exact=True)).to_be_visible()
-    form = widget.locator("form.recovery-form")
+    form = widget.locator("form", has=page.get_by_role("button", name="Record incident", exact=True))
     expect(form.locator("input[name=csrf_token]")).to_have_value(re.compile(r".{20,}"))
+    # The widget's own stylesheet and script are served.
+    for asset in (widget.locator("link[rel=stylesheet]"), widget.locator("script[src]")):
+        url = asset.get_attribute("href") or asset.get_attribute("src")
+        response = page.request.get(url)
+        assert response.ok, f"{url}: HTTP {response.status}"
 
     fill_incident(
         widget,
@@ -268,6 +275,8 @@ def test_admin_records_an_incident_and_markup_is_shown_as_text(page):
     status = widget.get_by_role("status")
     expect(status).to_be_visible()
     expect(status).to_contain_text("Incident recorded")
+    # The page has one status region: the host's flash area must not add an empty one.
+    expect(page.get_by_role("status")).to_have_count(1)
     assert path_of(page) == CHECKOUT
 
     incidents = widget.locator("ul.recovery-incidents li.recovery-incident")
@@ -293,8 +302,6 @@ def test_admin_records_an_incident_and_markup_is_shown_as_text(page):
 
 @pytest.mark.browser
 def test_keyboard_only_recording_and_the_script_follows_the_category(page):
-    from playwright.sync_api import expect
-
     page.goto("/")
     sign_in(page, "irina")
     widget = open_checkout(page)
@@ -338,8 +345,6 @@ def test_keyboard_only_recording_and_the_script_follows_the_category(page):
 
 @pytest.mark.browser
 def test_without_javascript_the_server_rendered_form_records(make_page):
-    from playwright.sync_api import expect
-
     page = make_page(java_script_enabled=False)
     page.goto("/")
     sign_in(page, "irina")
@@ -367,8 +372,6 @@ def test_without_javascript_the_server_rendered_form_records(make_page):
 
 @pytest.mark.browser
 def test_russian_ui_records_and_resolves(page):
-    from playwright.sync_api import expect
-
     page.goto("/")
     page.get_by_role("button", name="Русский", exact=True).click()
     expect(page.locator("html")).to_have_attribute("lang", "ru")
@@ -403,8 +406,6 @@ def test_russian_ui_records_and_resolves(page):
 
 @pytest.mark.browser
 def test_a_master_cannot_resolve_a_manager_can(page):
-    from playwright.sync_api import expect
-
     page.goto("/")
     sign_in(page, "olga")
     widget = open_checkout(page)
@@ -431,8 +432,6 @@ def test_a_master_cannot_resolve_a_manager_can(page):
 
 @pytest.mark.browser
 def test_mobile_widget_fits_the_viewport(make_page):
-    from playwright.sync_api import expect
-
     page = make_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
     page.goto("/")
     sign_in(page, "irina")

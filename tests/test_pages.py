@@ -260,3 +260,11 @@ def test_global_csrfprotect_guards_pages_but_not_the_json_api(tmp_path, host, bo
         "/recovery/api/bookings/b1/incidents", json={"category": "late", "severity": "minor", "description": "late"}
     )
     assert api.status_code == 201
+
+
+def test_widget_assets_are_served(client, host, booking):
+    host.login("admin")
+    html = client.get(PAGE).text
+    for asset in re.findall(r'(?:href|src)="(/recovery/static/[^"]+)"', html):
+        assert client.get(asset).status_code == 200, asset
+    assert "/recovery/static/recovery.css" in html and "/recovery/static/recovery.js" in html
