@@ -266,5 +266,7 @@ def test_widget_assets_are_served(client, host, booking):
     host.login("admin")
     html = client.get(PAGE).text
     for asset in re.findall(r'(?:href|src)="(/recovery/static/[^"]+)"', html):
-        assert client.get(asset).status_code == 200, asset
+        with client.get(asset) as response:  # a file response: close it
+            assert response.status_code == 200, asset
+            assert response.data
     assert "/recovery/static/recovery.css" in html and "/recovery/static/recovery.js" in html
