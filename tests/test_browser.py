@@ -466,3 +466,56 @@ def test_mobile_widget_fits_the_viewport(make_page):
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "widget-mobile.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_admin_grants_hits_the_limit_and_a_manager_approves_from_the_queue(page):
+    t = en
+    page.goto("/")
+    sign_in(page, "irina")
+    widget = open_checkout(page)
+    record_incident(
+        widget,
+        t,
+        category="Result not as agreed",
+        severity="Major",
+        description="Colour came out orange",
+        action="Strand test before every colouring",
+    )
+    case = widget.locator("li.recovery-incident").first
+    expect(case.locator(".recovery-authority")).to_contain_text("per remedy alone")
+
+    # within the authority: granted at once
+    case.get_by_label(t("Remedy"), exact=True).select_option("gift")
+    case.get_by_label(t("Amount"), exact=True).fill("1000")
+    case.get_by_role("button", name=t("Grant, or ask a manager"), exact=True).click()
+    expect(widget.get_by_role("status")).to_contain_text(t("Compensation granted."))
+    case = page.locator("section#recovery-widget li.recovery-incident").first
+    expect(case.locator("li.recovery-compensation")).to_have_count(1)
+    expect(case.locator("li.recovery-compensation").first).to_contain_text(t("Granted"))
+
+    # above the per-remedy limit: the same form files a request with a reason
+    case.get_by_label(t("Remedy"), exact=True).select_option("gift")
+    case.get_by_label(t("Amount"), exact=True).fill("2000")
+    case.get_by_label(t("Reason (required above your authority)"), exact=True).fill("She is a regular of five years")
+    case.get_by_role("button", name=t("Grant, or ask a manager"), exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text(t("Above your authority: the request went to a manager."))
+    expect(page.locator("li.recovery-compensation", has_text=t("Waiting for a manager"))).to_have_count(1)
+
+    # the manager approves it from the queue
+    sign_in(page, "marina")
+    page.get_by_role("link", name="Approvals", exact=True).click()
+    request = page.locator("li.recovery-request", has_text="She is a regular of five years")
+    expect(request).to_have_count(1)
+    request.get_by_label(t("Note to the requester (optional)"), exact=True).fill("Agreed, thank her from us")
+    request.get_by_role("button", name=t("Approve"), exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text(t("Request approved."))
+    expect(page.get_by_text(t("No requests are waiting. Well done."))).to_be_visible()
+
+    # the admin sees the decision on the booking
+    page.goto("/")  # (switching roles on the queue page would land her on a page she may not see)
+    sign_in(page, "irina")
+    widget = open_checkout(page)
+    decided = widget.locator("li.recovery-compensation", has_text="Agreed, thank her from us")
+    expect(decided).to_contain_text(t("Granted"))
+    expect(decided).to_contain_text("Марина")
