@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app, url_for
 
-from .config import SEVERITIES, category_keys
+from .config import REMEDY_KINDS, SEVERITIES, category_keys
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -109,6 +109,76 @@ def openapi_document() -> dict[str, Any]:
             }
         }
 
+    comp_ref = {"$ref": "#/components/schemas/Compensation"}
+    compensation = {
+        "type": "object",
+        "required": ["id", "incident_id", "booking_id", "kind", "amount", "currency", "status"],
+        "properties": {
+            "id": {"type": "integer"},
+            "incident_id": {"type": "integer"},
+            "booking_id": {"type": "string"},
+            "kind": {"type": "string", "enum": list(REMEDY_KINDS)},
+            "amount": {"type": "integer", "description": "value in minor units"},
+            "percent": {"type": ["integer", "null"]},
+            "currency": {"type": "string"},
+            "status": {"type": "string", "enum": ["granted", "pending_approval", "rejected"]},
+            "note": nullable_str,
+            "requested_by": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "decided_by": nullable_str,
+            "decided_at": nullable_time,
+            "decision_note": nullable_str,
+            "voucher_code": nullable_str,
+            "voucher_expires_at": nullable_time,
+            "redeemed_at": nullable_time,
+            "redeemed_booking_id": nullable_str,
+            "warnings": {"type": "array", "items": {"type": "string", "enum": ["above_150_percent"]}},
+        },
+    }
+    new_compensation = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["kind"],
+        "properties": {
+            "kind": {"type": "string", "enum": list(REMEDY_KINDS)},
+            "amount": {"type": "integer", "minimum": 1, "description": "gift, discount, refund: minor units"},
+            "percent": {"type": "integer", "minimum": 1, "maximum": 100, "description": "percent_discount"},
+            "note": {
+                "type": ["string", "null"],
+                "maxLength": max_len,
+                "description": "the reason; required above the staff member's authority",
+            },
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 64},
+        },
+    }
+    compensation_id = {"name": "compensation_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+    def decision(summary: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "parameters": [compensation_id],
+                "requestBody": {"required": False, "content": _json(note)},
+                "responses": {
+                    "200": {"description": "The compensation", "content": _json(comp_ref)},
+                    **_error_responses(400, 401, 403, 404, 409, 415, 422),
+                },
+            }
+        }
+
+    spend = {
+        "type": "object",
+        "required": ["month", "currency", "staff", "total", "budget", "left", "pending_requests"],
+        "properties": {
+            "month": {"type": "string"},
+            "currency": {"type": "string"},
+            "staff": {"type": "array", "items": {"type": "object"}},
+            "total": {"type": "integer"},
+            "budget": {"type": ["integer", "null"]},
+            "left": {"type": ["integer", "null"]},
+            "pending_requests": {"type": "integer"},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-recovery API", "version": "1"},
@@ -137,10 +207,71 @@ def openapi_document() -> dict[str, Any]:
             },
             "/incidents/{incident_id}/resolve": transition("Resolve a case (the follow-up clock starts)"),
             "/incidents/{incident_id}/reopen": transition("Reopen a resolved or closed case"),
+            "/incidents/{incident_id}/compensations": {
+                "post": {
+                    "summary": "Grant a remedy within one's authority, or file a request above it",
+                    "parameters": [
+                        incident_id,
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                        },
+                    ],
+                    "requestBody": {"required": True, "content": _json(new_compensation)},
+                    "responses": {
+                        "201": {"description": "Granted or pending_approval", "content": _json(comp_ref)},
+                        "200": {
+                            "description": "A repeated idempotency key: the earlier one",
+                            "content": _json(comp_ref),
+                        },
+                        **_error_responses(400, 401, 403, 404, 409, 415, 422),
+                    },
+                }
+            },
+            "/compensations/{compensation_id}/approve": decision("Approve a pending request"),
+            "/compensations/{compensation_id}/reject": decision("Reject a pending request"),
+            "/compensations/pending": {
+                "get": {
+                    "summary": "Requests waiting for a decision",
+                    "responses": {
+                        "200": {
+                            "description": "Oldest first",
+                            "content": _json(
+                                {
+                                    "type": "object",
+                                    "required": ["requests"],
+                                    "properties": {"requests": {"type": "array", "items": comp_ref}},
+                                }
+                            ),
+                        },
+                        **_error_responses(401, 403),
+                    },
+                }
+            },
+            "/budget": {
+                "get": {
+                    "summary": "Compensation spend of a month per staff member and against the plan",
+                    "parameters": [
+                        {
+                            "name": "month",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": "^(19|20|21)\\d\\d-(0[1-9]|1[0-2])$"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "The month", "content": _json(spend)},
+                        **_error_responses(401, 403, 422),
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
                 "Incident": incident,
+                "Compensation": compensation,
                 "Error": {
                     "type": "object",
                     "required": ["error"],

@@ -263,6 +263,11 @@ def test_openapi_document_is_valid_and_matches_responses(client, host, booking):
         "/bookings/{booking_id}",
         "/incidents/{incident_id}/resolve",
         "/incidents/{incident_id}/reopen",
+        "/incidents/{incident_id}/compensations",
+        "/compensations/{compensation_id}/approve",
+        "/compensations/{compensation_id}/reject",
+        "/compensations/pending",
+        "/budget",
     }
     assert document["servers"][0]["url"].endswith("/recovery/api")
     schemas = document["components"]["schemas"]
@@ -280,4 +285,6 @@ def test_openapi_document_is_valid_and_matches_responses(client, host, booking):
         document["paths"]["/bookings/{booking_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"],
     )
     check(record(client, severity="nope"), schemas["Error"])
+    granted = client.post(f"{API}/incidents/{created.get_json()['id']}/compensations", json={"kind": "redo"})
+    check(granted, schemas["Compensation"])
     check(client.post(f"{API}/incidents/{created.get_json()['id']}/resolve", json={}), schemas["Incident"])
