@@ -7,7 +7,6 @@ form cannot send that, so cookie-authenticated hosts need no CSRF token here. Er
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -18,8 +17,6 @@ from .errors import InvalidInput, RecoveryError
 from .extension import get_recovery
 from .models import utcnow
 from .openapi import openapi_document
-
-_MONTH_RE = re.compile(r"(19|20|21)\d\d-(0[1-9]|1[0-2])")
 
 
 class UnsupportedMediaType(RecoveryError):
@@ -173,9 +170,7 @@ def create_api_blueprint() -> Blueprint:
         recovery = get_recovery()
         staff = recovery.current_staff()
         domain.require_permission(staff, "budget.view")
-        month = request.args.get("month") or domain.month_of(utcnow())
-        if not _MONTH_RE.fullmatch(month):
-            raise InvalidInput("month must look like 2026-11.", field="month")
+        month = domain.parse_month(request.args.get("month") or domain.month_of(utcnow()))
         return jsonify(domain.month_spend(recovery.session, staff, month))
 
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

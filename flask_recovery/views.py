@@ -7,7 +7,6 @@ with a CSRF token; nothing changes on GET.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -223,9 +222,7 @@ def create_blueprint() -> Blueprint:
         recovery = get_recovery()
         staff = recovery.current_staff()
         domain.require_permission(staff, "budget.view")
-        month = request.args.get("month") or domain.month_of(utcnow())
-        if not re.fullmatch(r"(19|20|21)\d\d-(0[1-9]|1[0-2])", month):
-            raise InvalidInput(_("Choose a month such as 2026-11."), field="month")
+        month = domain.parse_month(request.args.get("month") or domain.month_of(utcnow()))
         report = domain.month_spend(recovery.session, staff, month)
         year, number = (int(part) for part in month.split("-"))
         previous = f"{year - (number == 1)}-{12 if number == 1 else number - 1:02d}"

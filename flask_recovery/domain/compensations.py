@@ -26,7 +26,7 @@ from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotAllowed, NotFound
 from ..models import BudgetUsage, Compensation, Incident, Notification, utcnow
 from .audit import audit
-from .incidents import clean_text, get_incident, require_permission
+from .incidents import clean_text, get_incident, get_scoped, require_permission
 
 VOUCHER_KINDS = ("discount", "percent_discount")
 _VOUCHER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -305,14 +305,7 @@ def grant_compensation(
 
 def get_compensation(session: Session, compensation_id: Any, staff: Staff) -> Compensation:
     """The compensation if ``staff`` may see it (location scoping), else 404."""
-    try:
-        compensation_id = int(compensation_id)
-    except (TypeError, ValueError):
-        raise NotFound("No such compensation.") from None
-    compensation = session.get(Compensation, compensation_id) if 0 < compensation_id < 2**31 else None
-    if compensation is None or (staff.location is not None and compensation.location != staff.location):
-        raise NotFound("No such compensation.")
-    return compensation
+    return get_scoped(session, Compensation, compensation_id, staff, "No such compensation.")
 
 
 def decide_compensation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -137,16 +138,29 @@ def record_incident(
 def get_incident(session: Session, incident_id: Any, staff: Staff | None) -> Incident:
     """The incident with ``incident_id`` if ``staff`` may see it; 401/404 otherwise."""
     require_staff(staff)
+    return get_scoped(session, Incident, incident_id, staff, "No such incident.")
+
+
+def get_scoped(session: Session, model: type, raw_id: Any, staff: Staff, missing: str):
+    """The row of ``model`` with id ``raw_id`` if ``staff``'s location may see it, else 404.
+
+    Ids come from URLs: anything that is not a positive 32-bit integer is simply unknown.
+    """
     try:
-        incident_id = int(incident_id)
+        row_id = int(raw_id)
     except (TypeError, ValueError):
-        raise NotFound("No such incident.") from None
-    if not 0 < incident_id < 2**31:
-        raise NotFound("No such incident.")
-    incident = session.get(Incident, incident_id)
-    if incident is None or (staff.location is not None and incident.location != staff.location):
-        raise NotFound("No such incident.")
-    return incident
+        raise NotFound(missing) from None
+    row = session.get(model, row_id) if 0 < row_id < 2**31 else None
+    if row is None or (staff.location is not None and row.location != staff.location):
+        raise NotFound(missing)
+    return row
+
+
+def parse_month(value: Any) -> str:
+    """A ``YYYY-MM`` month from a query string, or :class:`InvalidInput` naming ``month``."""
+    if not isinstance(value, str) or not re.fullmatch(r"(19|20|21)\d\d-(0[1-9]|1[0-2])", value):
+        raise InvalidInput("month must look like 2026-11.", field="month")
+    return value
 
 
 def _transition(
