@@ -73,8 +73,6 @@ def db_url(request, tmp_path):
 
 # -- the host app ------------------------------------------------------------------
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-
 
 @dataclass
 class Host:
@@ -99,13 +97,14 @@ class Host:
 
     def add_booking(self, booking_id: str = "b1", **overrides: Any) -> Booking:
         """Add a booking that ended an hour ago (a completed visit) unless overridden."""
+        now = datetime.now(UTC).replace(microsecond=0)
         values: dict[str, Any] = dict(
             id=booking_id,
             client_id="c1",
             client_name="Anna Smirnova",
             client_email="anna@client.test",
-            starts_at=NOW - timedelta(hours=2),
-            ends_at=NOW - timedelta(hours=1),
+            starts_at=now - timedelta(hours=2),
+            ends_at=now - timedelta(hours=1),
             staff_id="s-master",
             service="Haircut",
             price=150000,
@@ -262,4 +261,4 @@ def outbox(smtp_server):
     return smtp_server.messages
 
 
-__all__ = ["Host", "make_app", "NOW", "replace"]
+__all__ = ["Host", "make_app", "replace"]
