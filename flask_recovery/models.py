@@ -236,6 +236,70 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
 
 
+class FollowUp(Base):
+    """One post-visit check-in mail (the *Reconnect* step): an outbox row.
+
+    One row per booking and kind (``checkin``, ``reminder``), enforced by a unique
+    constraint. ``email`` and ``client_name`` are the only copies of a client's personal
+    data the extension keeps, because the mail must be addressed; ``forget-client`` erases
+    them. ``status``: ``scheduled`` -> ``sending`` (leased) -> ``sent`` | ``failed``, or
+    ``cancelled`` (visit did not take place, client unsubscribed or erased, too soon).
+    """
+
+    __tablename__ = "recovery_followups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("recovery_incidents.id"), index=True)
+    location: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="scheduled", index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(254))
+    client_name: Mapped[str | None] = mapped_column(String(120))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    answer: Mapped[str | None] = mapped_column(String(16))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    comment: Mapped[str | None] = mapped_column(Text)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("booking_id", "kind"),)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The follow-up as the JSON API shows it (no address, no name)."""
+        return {
+            "id": self.id,
+            "booking_id": self.booking_id,
+            "incident_id": self.incident_id,
+            "kind": self.kind,
+            "status": self.status,
+            "due_at": _iso(self.due_at),
+            "sent_at": _iso(self.sent_at),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "answer": self.answer,
+            "answered_at": _iso(self.answered_at),
+            "comment": self.comment,
+        }
+
+
+class Unsubscribe(Base):
+    """A client who asked for no more check-in mail (by id; no address kept)."""
+
+    __tablename__ = "recovery_unsubscribes"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class AuditEntry(Base):
     """One line of the append-only audit trail: who did what, when, on which booking.
 
