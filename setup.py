@@ -60,6 +60,7 @@ setup(
             "babel>=2.14",
             "openapi-spec-validator>=0.7",
             "jsonschema>=4.20",
+            "celery[redis]>=5.3",
         ],
     },
     classifiers=[

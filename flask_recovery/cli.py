@@ -53,3 +53,30 @@ def send_notifications(limit: int, dry_run: bool) -> None:
             f"sent {result.sent}, retry later {result.retry}, failed {result.failed}, "
             f"skipped {result.skipped} (no recipients)."
         )
+
+
+@recovery_cli.command("send-followups")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100000),
+    default=500,
+    show_default=True,
+    help="Send at most this many check-in mails in this run.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what is due; plan nothing, send nothing.")
+def send_followups(limit: int, dry_run: bool) -> None:
+    """Plan and send the due post-visit check-in mails (run it from cron every few minutes)."""
+    from .followups import send_due_followups
+
+    if dry_run:
+        result = send_due_followups(limit=limit, dry_run=True)
+        click.echo(f"{result.due} check-in mails due (dry run: nothing planned or sent).")
+        return
+    if click.get_text_stream("stdout").isatty():
+        with click.progressbar(length=limit, label="sending check-ins") as bar:
+            result = send_due_followups(limit=limit, progress=bar.update)
+    else:
+        result = send_due_followups(limit=limit)
+    for line in result.errors[:20]:
+        click.echo(line, err=True)
+    click.echo(result.summary())

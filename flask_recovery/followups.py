@@ -1,0 +1,432 @@
+"""Reconnect: scheduling the post-visit check-in and dispatching it from the outbox.
+
+Planning turns resolved incidents (and, with ``RECOVERY_FOLLOWUP_ALL_VISITS``, completed
+visits) into ``recovery_followups`` rows, one per booking and kind (a unique constraint
+makes planning idempotent and safe to run from several processes). Dispatching leases
+due rows in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
+IMMEDIATE`` on SQLite), sends them outside any transaction over one SMTP connection with a
+socket timeout, and marks each row sent only if its lease is still the run's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased
+
+from . import signals
+from .config import key
+from .domain.compensations import _begin_write
+from .entities import Booking
+from .errors import NotFound
+from .extension import get_recovery
+from .models import FollowUp, Incident, Unsubscribe, utcnow
+
+log = logging.getLogger("flask_recovery")
+
+LEASE = timedelta(minutes=10)
+MAX_ATTEMPTS = 8
+#: Retry delays after a temporary failure (the last one repeats).
+BACKOFF = (timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1), timedelta(hours=3))
+#: How far back planning looks for finished visits (ALL_VISITS) and resolved cases.
+PLAN_HORIZON = timedelta(days=14)
+
+
+# -- when ----------------------------------------------------------------------------
+
+
+def in_window(moment: datetime, tz_name: str, window: tuple[int, int]) -> datetime:
+    """The first instant at or after ``moment`` inside the local sending window, in UTC.
+
+    The window is in local wall-clock hours of ``tz_name``; a day's opening is computed on
+    that day's own UTC offset, so daylight-saving changes move nothing to 3 a.m.
+    """
+    start, end = window
+    if (start, end) == (0, 24):
+        return moment
+    tz = ZoneInfo(tz_name)
+    local = moment.astimezone(tz)
+
+    def opening(day: date) -> datetime:
+        return datetime.combine(day, time(start), tzinfo=tz)
+
+    if local.hour < start:
+        return opening(local.date()).astimezone(moment.tzinfo)
+    if local.hour >= end:
+        return opening(local.date() + timedelta(days=1)).astimezone(moment.tzinfo)
+    return moment
+
+
+def due_time(visit_ended_at: datetime, resolved_at: datetime | None) -> datetime:
+    """``RECOVERY_FOLLOWUP_DELAY`` after the visit or the resolution (the later), in the window."""
+    config = current_app.config
+    base = max(visit_ended_at, resolved_at) if resolved_at else visit_ended_at
+    return in_window(base + config[key("FOLLOWUP_DELAY")], config[key("TIMEZONE")], config[key("FOLLOWUP_WINDOW")])
+
+
+# -- planning ------------------------------------------------------------------------
+
+
+def _insert_ignore(session: Session, **values) -> None:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(FollowUp).values(**values).on_conflict_do_nothing(index_elements=["booking_id", "kind"]))
+
+
+def _skip_reason(session: Session, booking: Booking | None, client_id: str, due: datetime) -> str | None:
+    """Why no check-in goes to this visit, or ``None``."""
+    if booking is None:
+        return "booking unknown to the host"
+    if booking.status in ("cancelled", "no_show"):
+        return f"visit {booking.status}"
+    if not booking.client_email:
+        return "no e-mail address"
+    if session.get(Unsubscribe, client_id) is not None:
+        return "unsubscribed"
+    interval = current_app.config[key("FOLLOWUP_MIN_INTERVAL")]
+    if interval:
+        recent = session.scalar(
+            select(FollowUp.id)
+            .where(
+                FollowUp.client_id == client_id,
+                FollowUp.kind == "checkin",
+                FollowUp.status.in_(("scheduled", "sending", "sent")),
+                FollowUp.booking_id != booking.id,
+                FollowUp.due_at > due - interval,
+                FollowUp.due_at < due + interval,
+            )
+            .limit(1)
+        )
+        if recent is not None:
+            return "another check-in within RECOVERY_FOLLOWUP_MIN_INTERVAL"
+    return None
+
+
+def _load(loader: Callable[[str], Booking], booking_id: str) -> Booking | None:
+    try:
+        return loader(booking_id)
+    except NotFound:
+        return None
+
+
+def _plan_one(
+    session: Session,
+    booking: Booking | None,
+    booking_id: str,
+    client_id: str,
+    incident_id: int | None,
+    due: datetime,
+    location: str | None,
+    now: datetime,
+) -> None:
+    reason = _skip_reason(session, booking, client_id, due)
+    _insert_ignore(
+        session,
+        booking_id=booking_id,
+        client_id=client_id,
+        incident_id=incident_id,
+        location=location,
+        kind="checkin",
+        status="cancelled" if reason else "scheduled",
+        due_at=due,
+        locale=(booking.locale if booking else None) or current_app.config[key("DEFAULT_LOCALE")],
+        email=None if reason else booking.client_email,
+        client_name=None if reason else booking.client_name[:120],
+        attempts=0,
+        last_error=reason,
+        created_at=now,
+    )
+    session.commit()
+
+
+def plan_followups(session: Session, now: datetime | None = None) -> int:
+    """Create the check-in rows that are now known to be needed; returns how many were new."""
+    now = now or utcnow()
+    recovery = get_recovery()
+    before = session.query(FollowUp).count()
+    has_checkin = exists().where(FollowUp.booking_id == Incident.booking_id, FollowUp.kind == "checkin")
+    cases = session.execute(
+        select(
+            Incident.id,
+            Incident.booking_id,
+            Incident.client_id,
+            Incident.location,
+            Incident.visit_ended_at,
+            Incident.resolved_at,
+        )
+        .where(
+            Incident.conduct.is_(False),
+            Incident.status.in_(("resolved", "closed")),
+            Incident.resolved_at > now - PLAN_HORIZON,
+            ~has_checkin,
+        )
+        .order_by(Incident.resolved_at)
+    ).all()
+    conduct_bookings = set(session.scalars(select(Incident.booking_id).where(Incident.conduct.is_(True))))
+    for incident_id, booking_id, client_id, location, ended, resolved in cases:
+        if booking_id in conduct_bookings:
+            continue
+        booking = _load(recovery.load_booking, booking_id)
+        _plan_one(session, booking, booking_id, client_id, incident_id, due_time(ended, resolved), location, now)
+
+    if current_app.config[key("FOLLOWUP_ALL_VISITS")] and recovery._bookings_between is not None:
+        for booking in recovery._bookings_between(now - PLAN_HORIZON, now):
+            if booking.status != "completed" or booking.ends_at > now or booking.id in conduct_bookings:
+                continue
+            if session.scalar(select(FollowUp.id).where(FollowUp.booking_id == booking.id, FollowUp.kind == "checkin")):
+                continue
+            open_case = session.scalar(select(Incident.id).where(Incident.booking_id == booking.id).limit(1))
+            if open_case is not None:
+                continue  # planned with its case once resolved
+            _plan_one(
+                session,
+                booking,
+                booking.id,
+                booking.client_id,
+                None,
+                due_time(booking.ends_at, None),
+                booking.location,
+                now,
+            )
+
+    reminder_after = current_app.config[key("FOLLOWUP_REMINDER_AFTER")]
+    if reminder_after is not None:
+        checkin = aliased(FollowUp)
+        has_reminder = exists().where(FollowUp.kind == "reminder", FollowUp.booking_id == checkin.booking_id)
+        unanswered = session.execute(
+            select(
+                checkin.booking_id,
+                checkin.client_id,
+                checkin.incident_id,
+                checkin.location,
+                checkin.sent_at,
+                checkin.locale,
+                checkin.email,
+                checkin.client_name,
+            ).where(
+                checkin.kind == "checkin",
+                checkin.status == "sent",
+                checkin.answer.is_(None),
+                checkin.voided_at.is_(None),
+                checkin.sent_at <= now - reminder_after,
+                ~has_reminder,
+            )
+        ).all()
+        tz, window = current_app.config[key("TIMEZONE")], current_app.config[key("FOLLOWUP_WINDOW")]
+        for booking_id, client_id, incident_id, location, sent_at, locale, email, name in unanswered:
+            unsubscribed = session.get(Unsubscribe, client_id) is not None
+            _insert_ignore(
+                session,
+                booking_id=booking_id,
+                client_id=client_id,
+                incident_id=incident_id,
+                location=location,
+                kind="reminder",
+                status="cancelled" if unsubscribed or not email else "scheduled",
+                due_at=in_window(max(now, sent_at + reminder_after), tz, window),
+                locale=locale,
+                email=None if unsubscribed else email,
+                client_name=None if unsubscribed else name,
+                attempts=0,
+                last_error="unsubscribed" if unsubscribed else None,
+                created_at=now,
+            )
+            session.commit()
+    return session.query(FollowUp).count() - before
+
+
+# -- dispatching ---------------------------------------------------------------------
+
+
+@dataclass
+class DispatchResult:
+    """What one run of the dispatcher did."""
+
+    planned: int = 0
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    due: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints."""
+        return f"planned {self.planned}, sent {self.sent}, retry later {self.retry}, failed {self.failed}"
+
+
+def _due_condition(now: datetime):
+    return or_(
+        and_(FollowUp.status == "scheduled", FollowUp.due_at <= now),
+        and_(FollowUp.status == "sending", FollowUp.claimed_until < now),
+    )
+
+
+def claim(session: Session, limit: int, now: datetime) -> tuple[str, list[int]]:
+    """Lease up to ``limit`` due rows to a new token; returns ``(token, ids)``."""
+    token = uuid.uuid4().hex
+    _begin_write(session)
+    stmt = select(FollowUp.id).where(_due_condition(now)).order_by(FollowUp.due_at, FollowUp.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(session.scalars(stmt))
+    if ids:
+        session.execute(
+            update(FollowUp)
+            .where(FollowUp.id.in_(ids))
+            .values(status="sending", claimed_until=now + LEASE, claim_token=token)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    return token, ids
+
+
+def _finish(session: Session, row_id: int, token: str, **values) -> bool:
+    result = session.execute(
+        update(FollowUp)
+        .where(FollowUp.id == row_id, FollowUp.status == "sending", FollowUp.claim_token == token)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def _failure(
+    session: Session,
+    row_id: int,
+    token: str,
+    attempts: int,
+    reason: str,
+    permanent: bool,
+    result: DispatchResult,
+    now: datetime,
+) -> None:
+    attempts += 1
+    result.errors.append(f"follow-up {row_id}: {reason}")
+    if permanent or attempts >= MAX_ATTEMPTS:
+        _finish(session, row_id, token, status="failed", attempts=attempts, last_error=reason[:500], claimed_until=None)
+        result.failed += 1
+    else:
+        delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
+        _finish(
+            session,
+            row_id,
+            token,
+            status="scheduled",
+            attempts=attempts,
+            last_error=reason[:500],
+            claimed_until=None,
+            due_at=now + delay,
+        )
+        result.retry += 1
+
+
+def send_due_followups(
+    limit: int = 500,
+    dry_run: bool = False,
+    batch_size: int = 50,
+    progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> DispatchResult:
+    """Plan, then send every due follow-up once. Safe to run from several workers at once."""
+    from .followup_mail import render_followup
+
+    recovery = get_recovery()
+    session = recovery.session
+    result = DispatchResult()
+    now = now or utcnow()
+    if dry_run:  # count only: no planning, no claims, no mail
+        result.due = session.query(FollowUp).filter(_due_condition(now)).count()
+        return result
+    result.planned = plan_followups(session, now)
+    remaining = limit
+    while remaining > 0:
+        token, ids = claim(session, min(batch_size, remaining), now)
+        if not ids:
+            break
+        remaining -= len(ids)
+        rows = {row.id: row for row in session.scalars(select(FollowUp).where(FollowUp.id.in_(ids)))}
+        messages = {}
+        for row_id in ids:
+            row = rows[row_id]
+            try:
+                booking = _load(recovery.load_booking, row.booking_id)
+                incident = session.get(Incident, row.incident_id) if row.incident_id else None
+                if booking is not None and booking.status in ("cancelled", "no_show"):
+                    _finish(session, row_id, token, status="cancelled", last_error=f"visit {booking.status}")
+                    continue
+                messages[row_id] = (render_followup(row, booking, incident), row.attempts)
+            except Exception as error:  # a broken template or row must not stop the batch
+                log.exception("follow-up %s could not be rendered", row_id)
+                _failure(
+                    session, row_id, token, row.attempts, f"render: {type(error).__name__}: {error}", True, result, now
+                )
+        session.commit()  # nothing stays open while we talk to the SMTP server
+        if messages:
+            _send_batch(session, recovery, token, messages, result, now)
+        if progress:
+            progress(len(ids))
+    return result
+
+
+def _send_batch(session, recovery, token, messages, result, now) -> None:
+    pending = dict(messages)
+    try:
+        with recovery.mailer.connection() as conn:
+            for row_id, (message, attempts) in messages.items():
+                try:
+                    conn.send(message)
+                except smtplib.SMTPResponseException as error:
+                    pending.pop(row_id)
+                    permanent = 500 <= error.smtp_code < 600
+                    detail = (
+                        error.smtp_error.decode(errors="replace")
+                        if isinstance(error.smtp_error, bytes)
+                        else str(error.smtp_error)
+                    )
+                    _failure(
+                        session, row_id, token, attempts, f"SMTP {error.smtp_code} {detail}", permanent, result, now
+                    )
+                except smtplib.SMTPRecipientsRefused as error:
+                    pending.pop(row_id)
+                    codes = {code for code, _ in error.recipients.values()}
+                    permanent = all(500 <= code < 600 for code in codes)
+                    _failure(
+                        session,
+                        row_id,
+                        token,
+                        attempts,
+                        f"recipient refused: {error.recipients}",
+                        permanent,
+                        result,
+                        now,
+                    )
+                else:
+                    pending.pop(row_id)
+                    if _finish(
+                        session,
+                        row_id,
+                        token,
+                        status="sent",
+                        sent_at=utcnow(),
+                        last_error=None,
+                        message_id=message.msgId,
+                        claimed_until=None,
+                    ):
+                        result.sent += 1
+                        row = session.get(FollowUp, row_id)
+                        signals.send_robust(signals.followup_sent, followup=row)
+    except (OSError, smtplib.SMTPException) as error:
+        for row_id, (_message, attempts) in pending.items():
+            _failure(
+                session, row_id, token, attempts, f"connection: {type(error).__name__}: {error}", False, result, now
+            )
