@@ -104,6 +104,9 @@ DEFAULTS: dict[str, Any] = {
     "VOUCHER_DAYS": 180,
     "BASE_URL": None,
     "MAX_AMOUNT": 100_000_000,
+    "LINK_MAX_AGE": timedelta(days=30),
+    "UNSUBSCRIBE_LINK_MAX_AGE": timedelta(days=365),
+    "SALON_NAME": None,
 }
 
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -288,6 +291,20 @@ def validate(config: Mapping[str, Any]) -> None:
     timeout = get("SMTP_TIMEOUT")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
         _fail("SMTP_TIMEOUT", "must be a number of seconds between 0 and 600", timeout)
+
+    for name in ("LINK_MAX_AGE", "UNSUBSCRIBE_LINK_MAX_AGE"):
+        value = get(name)
+        if not isinstance(value, timedelta) or value < timedelta(seconds=1):
+            _fail(name, "must be a datetime.timedelta of at least one second", value)
+
+    salon_name = get("SALON_NAME")
+    if salon_name is not None and (
+        not isinstance(salon_name, str)
+        or not salon_name.strip()
+        or len(salon_name) > 120
+        or re.search(r"[\r\n]", salon_name)
+    ):
+        _fail("SALON_NAME", "must be None or the salon's name on one line (at most 120 characters)", salon_name)
 
     max_len = get("MAX_TEXT_LENGTH")
     if not _is_int(max_len) or not 1 <= max_len <= 100_000:

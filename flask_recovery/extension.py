@@ -125,6 +125,10 @@ class Recovery:
         if csrf is not None:  # a global CSRFProtect: JSON-only POSTs need no token
             csrf.exempt(api)
 
+        from .answers import init_answers
+
+        init_answers(app, prefix)  # the client's answer and unsubscribe pages
+
         from . import i18n
         from .widgets import render_widget
 

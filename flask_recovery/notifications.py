@@ -114,7 +114,13 @@ def _approval_message(session: Session, row: Notification) -> Message | None:
     return message
 
 
-BUILDERS = {"approval_requested": _approval_message}
+def _unhappy_answer_message(session: Session, row: Notification) -> Message | None:
+    from .followup_mail import unhappy_answer_message
+
+    return unhappy_answer_message(session, row)
+
+
+BUILDERS = {"approval_requested": _approval_message, "unhappy_answer": _unhappy_answer_message}
 
 
 def send_pending_notifications(limit: int = 100, dry_run: bool = False) -> BatchResult:

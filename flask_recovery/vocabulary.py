@@ -67,6 +67,9 @@ ACTION_LABELS = {
     "compensation.refused": _l("Compensation refused"),
     "compensation.decision_refused": _l("Decision refused"),
     "voucher.redeemed": _l("Voucher redeemed"),
+    "feedback.good": _l("Client answered: all good"),
+    "feedback.not_right": _l("Client answered: still not right"),
+    "client.unsubscribed": _l("Client unsubscribed from check-in mail"),
 }
 
 #: What to say first (Recognize), what to offer (Resolve), what comes next (Reconnect).

@@ -243,7 +243,7 @@ def predict_decide(model: dict, who: str, compensation_id: Any, approve: bool, n
         return 422
     if comp["requested_by"] == staff.id:
         return 403
-    if approve and not _covers(staff.role, comp["kind"], comp["amount"]):
+    if not _covers(staff.role, comp["kind"], comp["amount"]):
         return 403
     if comp["status"] != "pending_approval":
         return 409

@@ -161,18 +161,13 @@ def _new_voucher(compensation: Compensation, now: datetime) -> None:
         compensation.voucher_expires_at = now + timedelta(days=current_app.config[key("VOUCHER_DAYS")])
 
 
-def _refusal(session: Session, staff: Staff | None, action: str, subject: Any, reason: str, **ids: Any) -> None:
+def _refusal(
+    session: Session, staff: Staff | None, action: str, subject_type: str, subject_id: Any, reason: str, **ids: Any
+) -> None:
     """Record a refusal in the audit trail (in a transaction of its own)."""
     session.rollback()
-    audit(
-        session,
-        action,
-        actor=staff,
-        subject_type="compensation" if subject else "incident",
-        subject_id=subject,
-        data={"reason": reason},
-        **ids,
-    )
+    audit(session, action, actor=staff, subject_type=subject_type, subject_id=subject_id, data={"reason": reason},
+          **ids)
     session.commit()
 
 
@@ -212,10 +207,10 @@ def grant_compensation(
             return earlier, False
     ids = {"booking_id": incident.booking_id, "client_id": incident.client_id}
     if incident.conduct:
-        _refusal(session, staff, "compensation.refused", None, "conduct_case", **ids)
+        _refusal(session, staff, "compensation.refused", "incident", incident.id, "conduct_case", **ids)
         raise ConductCase("Client conduct toward staff earns no compensation.")
     if incident.status == "closed":
-        _refusal(session, staff, "compensation.refused", None, "incident_closed", **ids)
+        _refusal(session, staff, "compensation.refused", "incident", incident.id, "incident_closed", **ids)
         raise Conflict("The case is closed; reopen it before offering a remedy.")
     booking = booking_loader(incident.booking_id)
     value, percent = value_of(kind, amount, percent, booking)
@@ -231,10 +226,17 @@ def grant_compensation(
 
     incident_pk = incident.id
     _begin_write(session)
+    # the case may have been closed since we looked: decide on its state inside the write transaction
+    status_query = select(Incident.status).where(Incident.id == incident_pk)
+    if session.get_bind().dialect.name == "postgresql":
+        status_query = status_query.with_for_update()
+    if session.scalar(status_query) == "closed":
+        _refusal(session, staff, "compensation.refused", "incident", incident_pk, "incident_closed", **ids)
+        raise Conflict("The case is closed; reopen it before offering a remedy.")
     month = month_of(now)
     granted = alone and _charge(session, staff.id, month, value, limits["per_month"])
     if alone and not granted and not note:
-        _refusal(session, staff, "compensation.refused", incident_pk, "monthly_budget_exhausted", **ids)
+        _refusal(session, staff, "compensation.refused", "incident", incident_pk, "monthly_budget_exhausted", **ids)
         raise InvalidInput(
             "note: your authority for this month is used up; give a reason and it goes to a manager.",
             field="note",
@@ -325,12 +327,12 @@ def decide_compensation(
     ids = {"booking_id": compensation.booking_id, "client_id": compensation.client_id}
     pk = compensation.id
     if compensation.requested_by == staff.id:
-        _refusal(session, staff, "compensation.decision_refused", pk, "own_request", **ids)
+        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "own_request", **ids)
         raise NotAllowed("Nobody approves or rejects their own request.")
     limits = authority_for(current_app.config, staff.role)
-    if approve and not _covers(limits, compensation.kind, compensation.amount):
-        _refusal(session, staff, "compensation.decision_refused", pk, "above_approver_authority", **ids)
-        raise NotAllowed("This is above what your role may approve.")
+    if not _covers(limits, compensation.kind, compensation.amount):
+        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "above_approver_authority", **ids)
+        raise NotAllowed("This is above what your role may approve or reject.")
     now = now or utcnow()
     _begin_write(session)
     values: dict[str, Any] = {
@@ -353,7 +355,8 @@ def decide_compensation(
         current = session.get(Compensation, pk)
         raise Conflict(f"This request is already {current.status.replace('_', ' ')}.")
     if approve and not _charge(session, staff.id, month_of(now), compensation.amount, limits["per_month"]):
-        _refusal(session, staff, "compensation.decision_refused", pk, "monthly_budget_exhausted", **ids)
+        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "monthly_budget_exhausted",
+                 **ids)
         raise Conflict("Your own authority for this month is used up; another manager must approve it.")
     session.expire(compensation)
     compensation = session.get(Compensation, pk)
@@ -520,9 +523,10 @@ def month_spend(session: Session, staff: Staff | None, month: str) -> dict[str, 
     ]
     rows.sort(key=lambda r: (-r["spent"], r["staff_id"] or ""))
     total = sum(r["spent"] for r in rows)
-    pending = session.scalar(
-        select(func.count()).select_from(Compensation).where(Compensation.status == "pending_approval")
-    )
+    pending_query = select(func.count()).select_from(Compensation).where(Compensation.status == "pending_approval")
+    if staff.location is not None:
+        pending_query = pending_query.where(Compensation.location == staff.location)
+    pending = session.scalar(pending_query)
     budget = current_app.config[key("MONTHLY_BUDGET")]
     return {
         "month": month,
