@@ -6,6 +6,8 @@ Whoever can run ``flask`` on the server is an operator: the shell is the authori
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
@@ -68,11 +70,13 @@ def send_followups(limit: int, dry_run: bool) -> None:
     """Plan and send the due post-visit check-in mails (run it from cron every few minutes)."""
     from .followups import send_due_followups
 
+    if not (current_app.config["RECOVERY_BASE_URL"] or current_app.config.get("SERVER_NAME")):
+        raise click.ClickException("set RECOVERY_BASE_URL (the site's address) so the links in the mail work")
     if dry_run:
         result = send_due_followups(limit=limit, dry_run=True)
         click.echo(f"{result.due} check-in mails due (dry run: nothing planned or sent).")
         return
-    if click.get_text_stream("stdout").isatty():
+    if sys.stdout.isatty():
         with click.progressbar(length=limit, label="sending check-ins") as bar:
             result = send_due_followups(limit=limit, progress=bar.update)
     else:

@@ -344,6 +344,10 @@ def send_due_followups(
     session = recovery.session
     result = DispatchResult()
     now = now or utcnow()
+    if not (current_app.config[key("BASE_URL")] or current_app.config.get("SERVER_NAME")):
+        raise RuntimeError(
+            "Set RECOVERY_BASE_URL (e.g. 'https://salon.example.com') so the links in check-in mail work."
+        )
     if dry_run:  # count only: no planning, no claims, no mail
         result.due = session.query(FollowUp).filter(_due_condition(now)).count()
         return result

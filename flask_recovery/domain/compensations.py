@@ -166,8 +166,9 @@ def _refusal(
 ) -> None:
     """Record a refusal in the audit trail (in a transaction of its own)."""
     session.rollback()
-    audit(session, action, actor=staff, subject_type=subject_type, subject_id=subject_id, data={"reason": reason},
-          **ids)
+    audit(
+        session, action, actor=staff, subject_type=subject_type, subject_id=subject_id, data={"reason": reason}, **ids
+    )
     session.commit()
 
 
@@ -355,8 +356,7 @@ def decide_compensation(
         current = session.get(Compensation, pk)
         raise Conflict(f"This request is already {current.status.replace('_', ' ')}.")
     if approve and not _charge(session, staff.id, month_of(now), compensation.amount, limits["per_month"]):
-        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "monthly_budget_exhausted",
-                 **ids)
+        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "monthly_budget_exhausted", **ids)
         raise Conflict("Your own authority for this month is used up; another manager must approve it.")
     session.expire(compensation)
     compensation = session.get(Compensation, pk)

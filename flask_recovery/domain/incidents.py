@@ -15,7 +15,7 @@ from .. import signals
 from ..config import CONDUCT_CATEGORY, SEVERITIES, category_keys, key, permitted
 from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound
-from ..models import Incident, utcnow
+from ..models import FollowUp, Incident, utcnow
 from .audit import audit, history_for_booking
 
 #: Statuses from which each transition may start.
@@ -310,7 +310,10 @@ def booking_record(session: Session, booking: Booking, staff: Staff | None) -> d
         "incidents": [_visible(i.to_dict(), show_conduct) for i in incidents],
         "compensations": [c.to_dict() for c in compensations_for_booking(session, booking.id)],
         "flags": [],
-        "followups": [],
+        "followups": [
+            f.to_dict()
+            for f in session.scalars(select(FollowUp).where(FollowUp.booking_id == booking.id).order_by(FollowUp.id))
+        ],
         "history": [e.to_dict() for e in history_for_booking(session, booking.id)],
     }
 

@@ -1,0 +1,223 @@
+"""Sending the due check-ins: once, over real SMTP, surviving failures; the CLI and its summary."""
+
+import smtplib
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask_mail import Connection
+
+from flask_recovery import domain
+from flask_recovery.followups import claim, send_due_followups
+from flask_recovery.models import FollowUp
+
+ANY_TIME = {
+    "RECOVERY_FOLLOWUP_WINDOW": (0, 24),
+    "RECOVERY_FOLLOWUP_DELAY": timedelta(0),
+    "RECOVERY_BASE_URL": "https://salon.example.com",
+    "RECOVERY_FOLLOWUP_MIN_INTERVAL": timedelta(0),
+}
+pytestmark = pytest.mark.config(**ANY_TIME)
+
+
+def point_mail_at(app, port):
+    state = app.extensions["mail"]
+    state.server, state.port, state.default_sender = "127.0.0.1", port, "Velvet salon <hello@salon.example.com>"
+
+
+def resolved_cases(app, host, session, n=1):
+    staff = host.login("admin")
+    for i in range(n):
+        booking = host.add_booking(
+            f"b{i}",
+            client_id=f"c{i}",
+            client_email=f"client{i}@client.test",
+            client_name=f"Client{i} Test",
+            locale="en" if i % 2 else "ru",
+        )
+        incident = domain.record_incident(
+            session,
+            booking,
+            staff,
+            category="late",
+            severity="major",
+            description="internal note",
+            corrective_action="A buffer between visits",
+        )
+        domain.resolve_incident(session, incident.id, staff)
+
+
+def wait_for(messages, n):
+    deadline = time.monotonic() + 10
+    while len(messages) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_due_check_ins_are_sent_once(app, host, session, smtp_server, runner, signal_log):
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 3)
+    first = runner.invoke(args=["recovery", "send-followups"])
+    assert first.exit_code == 0, first.output
+    assert "planned 3, sent 3, retry later 0, failed 0" in first.output
+    second = runner.invoke(args=["recovery", "send-followups"])
+    assert "planned 0, sent 0" in second.output
+    wait_for(smtp_server.messages, 3)
+    assert sorted(m["To"].split("<")[-1].rstrip(">") for m in smtp_server.messages) == [
+        "client0@client.test",
+        "client1@client.test",
+        "client2@client.test",
+    ]
+    assert len({m["Message-ID"] for m in smtp_server.messages}) == 3
+    rows = session.query(FollowUp).all()
+    assert {r.status for r in rows} == {"sent"} and all(r.message_id for r in rows)
+    assert [n for n, _ in signal_log].count("followup_sent") == 3
+
+
+def test_dry_run_changes_nothing(app, host, session, runner):
+    with app.app_context():
+        resolved_cases(app, host, session, 1)
+    result = runner.invoke(args=["recovery", "send-followups", "--dry-run"])
+    assert "0 check-in mails due" in result.output
+    assert session.query(FollowUp).count() == 0
+
+
+@pytest.mark.config(RECOVERY_BASE_URL=None)
+def test_links_need_a_base_url(app, runner):
+    result = runner.invoke(args=["recovery", "send-followups"])
+    assert result.exit_code != 0 and "RECOVERY_BASE_URL" in result.output and "Traceback" not in result.output
+
+
+def test_smtp_down_then_up(app, host, session, smtp_server):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    with app.app_context():
+        resolved_cases(app, host, session, 2)
+        point_mail_at(app, dead)
+        down = send_due_followups()
+        assert (down.sent, down.retry, down.failed) == (0, 2, 0)
+        rows = session.query(FollowUp).all()
+        assert all(r.status == "scheduled" and r.attempts == 1 and "connection" in r.last_error for r in rows)
+        point_mail_at(app, smtp_server.port)
+        later = datetime.now(UTC) + timedelta(minutes=6)
+        up = send_due_followups(now=later)
+        assert (up.sent, up.retry) == (2, 0)
+    wait_for(smtp_server.messages, 2)
+    assert len(smtp_server.messages) == 2
+
+
+@pytest.mark.parametrize(("code", "status", "retry"), [(451, "scheduled", 1), (550, "failed", 0)])
+def test_temporary_and_permanent_refusals(app, host, session, smtp_server, monkeypatch, code, status, retry):
+    point_mail_at(app, smtp_server.port)
+    original = Connection.send
+    calls = {"n": 0}
+
+    def flaky(self, message, envelope_from=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise smtplib.SMTPDataError(code, b"try again later" if code < 500 else b"mailbox unavailable")
+        return original(self, message, envelope_from)
+
+    monkeypatch.setattr(Connection, "send", flaky)
+    with app.app_context():
+        resolved_cases(app, host, session, 2)
+        result = send_due_followups()
+        assert (result.sent, result.retry, result.failed) == (1, retry, 1 - retry)
+        failed = [r for r in session.query(FollowUp) if r.status != "sent"]
+        assert len(failed) == 1 and failed[0].status == status and str(code) in failed[0].last_error
+        if retry:
+            again = send_due_followups(now=datetime.now(UTC) + timedelta(minutes=6))
+            assert again.sent == 1
+    assert all(r.status == ("sent" if retry else r.status) for r in session.query(FollowUp))
+
+
+def test_a_stalled_server_times_out_and_the_run_ends(app, host, session):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    app.config["RECOVERY_SMTP_TIMEOUT"] = 0.5
+    point_mail_at(app, listener.getsockname()[1])
+    started = time.monotonic()
+    with app.app_context():
+        resolved_cases(app, host, session, 1)
+        result = send_due_followups()
+    assert time.monotonic() - started < 10
+    assert result.retry == 1 and result.sent == 0
+    assert "timed out" in session.query(FollowUp).one().last_error
+    listener.close()
+    for conn, _ in accepted:
+        conn.close()
+
+
+def test_a_broken_row_does_not_stop_the_batch(app, host, session, smtp_server, monkeypatch):
+    point_mail_at(app, smtp_server.port)
+    import flask_recovery.followup_mail as followup_mail
+
+    original = followup_mail.render_followup
+
+    def render(followup, booking, incident):
+        if followup.booking_id == "b1":
+            raise KeyError("template variable missing")
+        return original(followup, booking, incident)
+
+    monkeypatch.setattr(followup_mail, "render_followup", render)
+    with app.app_context():
+        resolved_cases(app, host, session, 3)
+        result = send_due_followups()
+    assert (result.sent, result.failed) == (2, 1)
+    broken = session.query(FollowUp).filter_by(booking_id="b1").one()
+    assert broken.status == "failed" and "template variable missing" in broken.last_error
+
+
+def test_a_lease_held_by_a_dead_dispatcher_is_taken_over_after_it_expires(app, host, session, smtp_server):
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 2)
+        from flask_recovery.followups import plan_followups
+
+        plan_followups(session)
+        now = datetime.now(UTC)
+        token, ids = claim(session, 10, now)  # this "process" dies without sending
+        assert len(ids) == 2
+        assert send_due_followups(now=now).sent == 0  # leased: nobody else sends them
+        after = send_due_followups(now=now + timedelta(minutes=11))
+        assert after.sent == 2
+    wait_for(smtp_server.messages, 2)
+    assert len(smtp_server.messages) == 2
+
+
+def test_concurrent_dispatchers_send_each_mail_once(app, host, session, smtp_server):
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 40)
+        from flask_recovery.followups import plan_followups
+
+        plan_followups(session)
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def worker():
+        try:
+            with app.app_context():
+                barrier.wait()
+                results.append(send_due_followups(batch_size=5))
+                app.db.session.remove()
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert sum(r.sent for r in results) == 40
+    wait_for(smtp_server.messages, 40)
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 40
+    assert len({m["To"] for m in smtp_server.messages}) == 40
