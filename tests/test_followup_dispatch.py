@@ -221,3 +221,32 @@ def test_concurrent_dispatchers_send_each_mail_once(app, host, session, smtp_ser
     time.sleep(0.3)
     assert len(smtp_server.messages) == 40
     assert len({m["To"] for m in smtp_server.messages}) == 40
+
+
+@pytest.mark.config(RECOVERY_FOLLOWUP_REMINDER_AFTER=timedelta(days=3))
+def test_at_most_one_reminder_for_an_unanswered_check_in(app, host, session, smtp_server):
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 2)
+        assert send_due_followups().sent == 2
+        answered = session.query(FollowUp).filter_by(booking_id="b0").one()
+        answered.answer = "good"
+        session.commit()
+        assert send_due_followups(now=datetime.now(UTC) + timedelta(days=1)).planned == 0
+        later = datetime.now(UTC) + timedelta(days=4)
+        result = send_due_followups(now=later)
+        assert (result.planned, result.sent) == (1, 1)
+        reminder = session.query(FollowUp).filter_by(kind="reminder").one()
+        assert reminder.booking_id == "b1" and reminder.status == "sent"
+        assert send_due_followups(now=later + timedelta(days=10)).planned == 0
+    wait_for(smtp_server.messages, 3)
+    assert len(smtp_server.messages) == 3
+
+
+@pytest.mark.config(RECOVERY_FOLLOWUP_REMINDER_AFTER=None)
+def test_no_reminder_when_switched_off(app, host, session, smtp_server):
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 1)
+        send_due_followups()
+        assert send_due_followups(now=datetime.now(UTC) + timedelta(days=30)).planned == 0
