@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from . import signals
 from .config import key
-from .domain.compensations import _begin_write
 from .entities import Booking
 from .errors import NotFound
 from .extension import get_recovery
 from .models import FollowUp, Incident, Unsubscribe, utcnow
+from .outbox import claim_rows, finish_row
 
 log = logging.getLogger("flask_recovery")
 
@@ -272,32 +271,11 @@ def _due_condition(now: datetime):
 
 def claim(session: Session, limit: int, now: datetime) -> tuple[str, list[int]]:
     """Lease up to ``limit`` due rows to a new token; returns ``(token, ids)``."""
-    token = uuid.uuid4().hex
-    _begin_write(session)
-    stmt = select(FollowUp.id).where(_due_condition(now)).order_by(FollowUp.due_at, FollowUp.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
-    if ids:
-        session.execute(
-            update(FollowUp)
-            .where(FollowUp.id.in_(ids))
-            .values(status="sending", claimed_until=now + LEASE, claim_token=token)
-            .execution_options(synchronize_session=False)
-        )
-    session.commit()
-    return token, ids
+    return claim_rows(session, FollowUp, _due_condition(now), (FollowUp.due_at, FollowUp.id), limit, now, LEASE)
 
 
 def _finish(session: Session, row_id: int, token: str, **values) -> bool:
-    result = session.execute(
-        update(FollowUp)
-        .where(FollowUp.id == row_id, FollowUp.status == "sending", FollowUp.claim_token == token)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return result.rowcount == 1
+    return finish_row(session, FollowUp, row_id, token, **values)
 
 
 def _failure(

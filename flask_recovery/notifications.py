@@ -10,21 +10,20 @@ sent only by the claim that sent it.
 from __future__ import annotations
 
 import smtplib
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_request_context, render_template, url_for
 from flask_babel import force_locale
 from flask_mail import Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .config import key
-from .domain.compensations import _begin_write
 from .extension import get_recovery
 from .i18n import gettext as _
 from .models import Compensation, Notification, utcnow
+from .outbox import claim_rows, finish_row
 from .vocabulary import kind_label
 from .widgets import format_money
 
@@ -44,37 +43,16 @@ class BatchResult:
 
 def _claim(session: Session, limit: int, now: datetime) -> tuple[str, list[int]]:
     """Lease up to ``limit`` due rows to this run; returns the lease token and the row ids."""
-    token = uuid.uuid4().hex
-    _begin_write(session)
     due = or_(
         Notification.status == "pending",
         (Notification.status == "sending") & (Notification.claimed_until < now),
     )
-    stmt = select(Notification.id).where(due).order_by(Notification.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
-    if ids:
-        session.execute(
-            update(Notification)
-            .where(Notification.id.in_(ids))
-            .values(status="sending", claimed_until=now + LEASE, claim_token=token)
-            .execution_options(synchronize_session=False)
-        )
-    session.commit()
-    return token, ids
+    return claim_rows(session, Notification, due, (Notification.id,), limit, now, LEASE)
 
 
 def _finish(session: Session, row_id: int, token: str, **values) -> bool:
     """Update a row only if this run's lease still holds it."""
-    result = session.execute(
-        update(Notification)
-        .where(Notification.id == row_id, Notification.status == "sending", Notification.claim_token == token)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return result.rowcount == 1
+    return finish_row(session, Notification, row_id, token, **values)
 
 
 def external_url(endpoint: str, **values) -> str:
