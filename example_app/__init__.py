@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .demo import register as register_demo
 from .forms import LanguageForm, StaffForm
 from .helpers import here, local_time, rubles, select_locale
 from .integration import recovery
@@ -43,6 +44,18 @@ def _database_url(instance_path: str) -> str:
     return url
 
 
+def _base_url() -> str:
+    """Where the links in mail point: ``RECOVERY_BASE_URL``, else this demo's own dev server."""
+    return os.environ.get("RECOVERY_BASE_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+
+
+def _manager_emails() -> list[str]:
+    value = os.environ.get("RECOVERY_MANAGER_EMAILS")
+    if value is None:
+        return ["marina@salon.example.com"]  # Марина, the demo manager (staff.py)
+    return [address.strip() for address in value.split(",") if address.strip()]
+
+
 def _configure(app: Flask, config: dict[str, Any] | None) -> None:
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-velvet-salon-secret"),
@@ -50,6 +63,8 @@ def _configure(app: Flask, config: dict[str, Any] | None) -> None:
         RECOVERY_CURRENCY="RUB",
         RECOVERY_TIMEZONE="Europe/Moscow",
         RECOVERY_DEFAULT_LOCALE="ru",
+        RECOVERY_BASE_URL=_base_url(),
+        RECOVERY_MANAGER_EMAILS=_manager_emails(),
         BABEL_DEFAULT_LOCALE="ru",
         BABEL_DEFAULT_TIMEZONE="Europe/Moscow",
         MAIL_SERVER=os.environ.get("MAIL_SERVER", "localhost"),
@@ -57,6 +72,7 @@ def _configure(app: Flask, config: dict[str, Any] | None) -> None:
         MAIL_SUPPRESS_SEND=_env_flag("MAIL_SUPPRESS_SEND", False),
         MAIL_DEFAULT_SENDER=os.environ.get("MAIL_DEFAULT_SENDER", "Салон «Бархат» <hello@salon.example.com>"),
         SALON_AUTO_SEED=True,
+        SALON_MAIL_DIR=os.path.join(app.instance_path, "mail"),  # where demo-followups saves .eml files
     )
     if config:
         app.config.update(config)
@@ -163,3 +179,5 @@ def _register_cli(app: Flask) -> None:
         recovery.create_all()
         seed()
         click.echo("Demo data ready: 6 services, 4 masters, 12 clients, 20 bookings.")
+
+    register_demo(app)
