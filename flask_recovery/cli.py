@@ -72,6 +72,8 @@ def send_followups(limit: int, dry_run: bool) -> None:
 
     if not (current_app.config["RECOVERY_BASE_URL"] or current_app.config.get("SERVER_NAME")):
         raise click.ClickException("set RECOVERY_BASE_URL (the site's address) so the links in the mail work")
+    if not current_app.extensions["mail"].default_sender:
+        raise click.ClickException("set MAIL_DEFAULT_SENDER: check-in mail needs a sender address")
     if dry_run:
         result = send_due_followups(limit=limit, dry_run=True)
         click.echo(f"{result.due} check-in mails due (dry run: nothing planned or sent).")

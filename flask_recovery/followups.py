@@ -321,17 +321,22 @@ def send_due_followups(
     recovery = get_recovery()
     session = recovery.session
     result = DispatchResult()
+    fixed_now = now
     now = now or utcnow()
     if not (current_app.config[key("BASE_URL")] or current_app.config.get("SERVER_NAME")):
         raise RuntimeError(
             "Set RECOVERY_BASE_URL (e.g. 'https://salon.example.com') so the links in check-in mail work."
         )
+    if not current_app.extensions["mail"].default_sender:
+        raise RuntimeError("Set MAIL_DEFAULT_SENDER: check-in mail needs a sender address.")
     if dry_run:  # count only: no planning, no claims, no mail
         result.due = session.query(FollowUp).filter(_due_condition(now)).count()
         return result
     result.planned = plan_followups(session, now)
     remaining = limit
     while remaining > 0:
+        # every batch's lease counts from its own claim, so a long run keeps its later batches
+        now = fixed_now or utcnow()
         token, ids = claim(session, min(batch_size, remaining), now)
         if not ids:
             break
@@ -392,6 +397,11 @@ def _send_batch(session, recovery, token, messages, result, now) -> None:
                         result,
                         now,
                     )
+                except (smtplib.SMTPNotSupportedError, UnicodeError, ValueError) as error:
+                    # an address this server cannot take (e.g. non-ASCII without SMTPUTF8): this row only
+                    pending.pop(row_id)
+                    reason = f"address: {type(error).__name__}: {error}"
+                    _failure(session, row_id, token, attempts, reason, True, result, now)
                 else:
                     pending.pop(row_id)
                     if _finish(

@@ -131,6 +131,7 @@ def make_app(db_url: str, config: dict[str, Any] | None = None, host: Host | Non
         SQLALCHEMY_DATABASE_URI=db_url,
         WTF_CSRF_ENABLED=False,
         MAIL_SUPPRESS_SEND=False,
+        MAIL_DEFAULT_SENDER="Velvet salon <hello@salon.test>",
     )
     app.config.update(config or {})
     db = SQLAlchemy()

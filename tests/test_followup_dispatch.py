@@ -250,3 +250,12 @@ def test_no_reminder_when_switched_off(app, host, session, smtp_server):
         resolved_cases(app, host, session, 1)
         send_due_followups()
         assert send_due_followups(now=datetime.now(UTC) + timedelta(days=30)).planned == 0
+
+
+def test_a_missing_sender_is_a_clear_error_not_lost_mail(app, host, session, runner):
+    app.extensions["mail"].default_sender = None
+    with app.app_context():
+        resolved_cases(app, host, session, 1)
+    result = runner.invoke(args=["recovery", "send-followups"])
+    assert result.exit_code != 0 and "MAIL_DEFAULT_SENDER" in result.output and "Traceback" not in result.output
+    assert session.query(FollowUp).count() == 0
