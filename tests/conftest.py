@@ -32,7 +32,6 @@ BACKENDS = ["sqlite", "postgresql"]
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "config(**kwargs): app.config overrides for the test")
-    config.addinivalue_line("markers", "sqlite_only: the test is about SQLite itself")
 
 
 # -- databases ---------------------------------------------------------------------
@@ -66,8 +65,6 @@ def db_url(request, tmp_path):
     """The database URL for one test: a SQLite file, or the session's PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'recovery.sqlite'}"
-    if request.node.get_closest_marker("sqlite_only"):
-        pytest.skip("about SQLite only")
     return request.getfixturevalue("pg_database")
 
 
