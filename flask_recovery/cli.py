@@ -86,3 +86,36 @@ def send_followups(limit: int, dry_run: bool) -> None:
     for line in result.errors[:20]:
         click.echo(line, err=True)
     click.echo(result.summary())
+
+
+@recovery_cli.command("forget-client")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def forget_client(client_id: str, yes: bool) -> None:
+    """Erase a client's personal data (names, addresses, notes about her); keep anonymous figures."""
+    from .extension import get_recovery
+
+    client_id = client_id.strip()
+    if not client_id or len(client_id) > 64:
+        raise click.BadParameter("a client id is 1 to 64 characters", param_hint="CLIENT_ID")
+    if not yes:
+        click.confirm(f"Erase everything that names client {client_id!r}? This cannot be undone", abort=True)
+    result = get_recovery().forget_client(client_id)
+    click.echo(result.summary())
+
+
+@recovery_cli.command("export-client")
+@click.argument("client_id")
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="Write to this file (default: stdout).")
+def export_client(client_id: str, output) -> None:
+    """Print everything the extension holds about a client as JSON (the right of access)."""
+    import json
+
+    from .extension import get_recovery
+
+    client_id = client_id.strip()
+    if not client_id or len(client_id) > 64:
+        raise click.BadParameter("a client id is 1 to 64 characters", param_hint="CLIENT_ID")
+    data = get_recovery().export_client(client_id)
+    json.dump(data, output, ensure_ascii=False, indent=2)
+    output.write("\n")

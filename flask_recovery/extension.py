@@ -133,9 +133,14 @@ class Recovery:
         from .widgets import render_widget
 
         app.add_template_global(render_widget, "recovery_widget")
+        app.add_template_global(_render_badge, "recovery_badge")
         app.add_template_global(i18n.gettext, "_r")
         app.add_template_global(i18n.ngettext, "ngettext_r")
         app.add_template_global(_template_locale, "recovery_locale")
+
+        from .ratelimit import init_rate_limits
+
+        init_rate_limits(app)  # the public token routes (answers, unsubscribe)
 
         from .cli import recovery_cli
 
@@ -192,6 +197,74 @@ class Recovery:
 
         return redeem_voucher(self.session, code, self.load_booking(booking_id))
 
+    # -- the next visit: flags, visits, holds ------------------------------------------
+
+    def booking_created(self, booking_id: Any) -> list:
+        """Tell the extension about a new booking; returns the client's active flags.
+
+        Sends ``client_flagged`` for each active flag so a host can show it at once;
+        flags also resolve on read, so calling this is optional.
+        """
+        from .domain import flags
+
+        return flags.booking_created(self.session, self.load_booking(booking_id))
+
+    def visit_completed(self, booking_id: Any) -> list:
+        """Call at checkout: the visit took place; the client's active flags are used up.
+
+        Returns the flags used up by this visit.
+        """
+        from .domain import flags
+
+        return flags.visit_completed(self.session, self.load_booking(booking_id))
+
+    def flags_for_bookings(self, bookings: Iterable[Any]) -> dict[str, list]:
+        """Active flags for many bookings at once (ids or ``Booking`` objects), by booking id.
+
+        A day list of 200 bookings costs a bounded number of queries.
+        """
+        from .domain import flags
+
+        return flags.flags_for_bookings(self.session, bookings)
+
+    def client_flags(self, client_id: Any) -> list:
+        """The client's active (not used up, not expired, not lifted) flags."""
+        from .domain import flags
+
+        return flags.active_flags(self.session, str(client_id))
+
+    def may_book(self, client_id: Any):
+        """Whether the client may book online, with the manager's reason if not.
+
+        Returns an object with ``allowed`` (bool) and ``reason`` (str or None); truthy
+        when allowed. Off (always allowed) unless a manager set a hold.
+        """
+        from .domain import flags
+
+        return flags.may_book(self.session, str(client_id))
+
+    def badge(self, booking: Any) -> Markup:
+        """The flag badge's HTML for a booking id or ``Booking`` (same as ``recovery_badge``)."""
+        return _render_badge(booking)
+
+    # -- privacy ---------------------------------------------------------------------
+
+    def forget_client(self, client_id: Any):
+        """Erase a client's personal data from the extension's tables; keep anonymous figures.
+
+        Cancels her outstanding mail, voids links already sent, flags and vouchers.
+        Returns a summary of what was erased. Running it twice is harmless.
+        """
+        from .domain import privacy
+
+        return privacy.forget_client(self.session, str(client_id))
+
+    def export_client(self, client_id: Any) -> dict[str, Any]:
+        """Everything the extension holds about a client, as JSON-ready data (right of access)."""
+        from .domain import privacy
+
+        return privacy.export_client(self.session, str(client_id))
+
     @property
     def session(self):
         """The SQLAlchemy session the extension uses (the host's ``db.session``)."""
@@ -214,6 +287,12 @@ def _state() -> _State:
 def get_recovery() -> Recovery:
     """The :class:`Recovery` registered on the current app."""
     return _state().recovery
+
+
+def _render_badge(booking: Any) -> Markup:
+    from .widgets import render_badge
+
+    return render_badge(booking)
 
 
 def _select_locale() -> str:

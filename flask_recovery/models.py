@@ -300,6 +300,104 @@ class Unsubscribe(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Flag(Base):
+    """Extra attention (``vip``) or a conduct warning (``conduct``) for a client's next visit.
+
+    Set when an incident is recorded (or by a manager by hand), shown on every later
+    booking of the client until it is used up by the next completed visit, expires
+    (``RECOVERY_VIP_DAYS``) or is lifted. ``reason`` is the note a colleague reads at the
+    desk; ``forget-client`` erases it with the other free text about the client.
+    ``status``: ``active`` -> ``used`` | ``lifted`` | ``void`` (erased client); an active
+    flag past ``expires_at`` counts as expired.
+    """
+
+    __tablename__ = "recovery_flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    reason: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="incident")
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("recovery_incidents.id"), index=True)
+    booking_id: Mapped[str | None] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(String(64))
+    set_by: Mapped[str | None] = mapped_column(String(64))
+    set_by_name: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_by_name: Mapped[str | None] = mapped_column(String(120))
+    acknowledgement: Mapped[str | None] = mapped_column(Text)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_booking_id: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_recovery_flags_client_status", "client_id", "status"),)
+
+
+class BookingHold(Base):
+    """A manager's "no online bookings, please call" for a client after serious conduct.
+
+    ``recovery.may_book(client_id)`` reads it; off unless a manager sets it. Lifting keeps
+    the row (who lifted it and why) and clears ``active``.
+    """
+
+    __tablename__ = "recovery_booking_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("recovery_incidents.id"))
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Visit(Base):
+    """A booking the extension heard of (ids and times only): for flags and return rates.
+
+    Filled by ``recovery.booking_created(booking_id)``, ``recovery.visit_completed(
+    booking_id)``, by recording an incident on a booking, and from the optional
+    ``bookings_between`` loader. No names, no addresses.
+    """
+
+    __tablename__ = "recovery_visits"
+
+    booking_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(String(64))
+    staff_id: Mapped[str | None] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_recovery_visits_client_starts", "client_id", "starts_at"),
+        Index("ix_recovery_visits_starts", "starts_at"),
+    )
+
+
+class Erasure(Base):
+    """A client erased with ``forget-client``: her id and when (no other data).
+
+    Kept so that nothing is planned or sent to her again and her links stay void.
+    """
+
+    __tablename__ = "recovery_erasures"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class AuditEntry(Base):
     """One line of the append-only audit trail: who did what, when, on which booking.
 

@@ -62,6 +62,10 @@ def create_blueprint() -> Blueprint:
         static_url_path="/static",
     )
 
+    from .journal import register_journal
+
+    register_journal(bp)  # the KPI journal pages
+
     @bp.errorhandler(RecoveryError)
     def _page_error(error: RecoveryError):
         return render_template("recovery/error.html", error=error), error.status

@@ -1,0 +1,1 @@
+"""Flags for the next visit (placeholder until issue 5 lands)."""
