@@ -106,7 +106,9 @@ def forget_client(client_id: str, yes: bool) -> None:
 
 @recovery_cli.command("export-client")
 @click.argument("client_id")
-@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="Write to this file (default: stdout).")
+@click.option(
+    "--output", type=click.File("w", encoding="utf-8"), default="-", help="Write to this file (default: stdout)."
+)
 def export_client(client_id: str, output) -> None:
     """Print everything the extension holds about a client as JSON (the right of access)."""
     import json
