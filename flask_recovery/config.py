@@ -45,6 +45,11 @@ DEFAULT_PERMISSIONS: dict[str, Any] = {
     "compensation.request": ["admin", "manager"],
     "compensation.approve": ["manager"],
     "budget.view": ["manager"],
+    "client.view": "*",
+    "flag.acknowledge": "*",
+    "flag.manage": ["manager"],
+    "hold.manage": ["manager"],
+    "journal.view": ["manager"],
 }
 
 DEFAULT_AUTHORITY: dict[str, dict[str, Any]] = {
