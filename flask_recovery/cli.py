@@ -121,3 +121,91 @@ def export_client(client_id: str, output) -> None:
     data = get_recovery().export_client(client_id)
     json.dump(data, output, ensure_ascii=False, indent=2)
     output.write("\n")
+
+
+def _date_option(ctx: click.Context, param: click.Parameter, value: str | None):
+    """Parse ``--since`` / ``--until``; a bad date is a click error naming the option."""
+    from .domain.stats import parse_date
+    from .errors import InvalidInput
+
+    if value is None:
+        return None
+    try:
+        return parse_date(value, param.name)
+    except InvalidInput as error:
+        raise click.BadParameter(f"{value!r}: {error.message}", ctx=ctx, param=param) from None
+
+
+@recovery_cli.command("stats")
+@click.option("--since", callback=_date_option, metavar="DATE", help="First day (YYYY-MM-DD); default: 90 days ago.")
+@click.option("--until", callback=_date_option, metavar="DATE", help="Last day (YYYY-MM-DD); default: today.")
+@click.option("--location", help="Only this location.")
+@click.option("--category", help="Only this incident category.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="Output."
+)
+@click.option(
+    "--figure",
+    type=click.Choice(["all", "weekly", "monthly", "speed", "open_cases", "spend", "followups", "returns"]),
+    default="all",
+    show_default=True,
+    help="Only this figure (table and csv).",
+)
+@click.option(
+    "--sync-visits",
+    is_flag=True,
+    help="First copy the host's bookings of the period (and the 90 days after) from the bookings_between loader.",
+)
+def stats_command(since, until, location, category, fmt: str, figure: str, sync_visits: bool) -> None:
+    """The KPI journal's figures: incidents, speed, open cases, spend, check-ins, return rates."""
+    import json
+    from datetime import timedelta
+
+    from .domain import stats
+    from .errors import InvalidInput
+    from .extension import get_recovery
+    from .models import utcnow
+    from .vocabulary import category_label
+
+    recovery = get_recovery()
+    try:
+        period = stats.make_period(since, until, location=location, category=category)
+    except InvalidInput as error:
+        raise click.BadParameter(error.message, param_hint=f"'--{error.field}'") from None
+    if sync_visits:
+        if recovery._bookings_between is None:
+            raise click.ClickException("--sync-visits needs a loader registered with @recovery.bookings_between")
+        end = min(period.end + timedelta(days=max(stats.RETURN_WINDOWS)), utcnow() + timedelta(days=366))
+        seen = stats.sync_visits(recovery.session, recovery._bookings_between, period.start, end)
+        click.echo(f"synced {seen} bookings into recovery_visits.", err=True)
+    data = stats.journal(recovery.session, period)
+    if fmt == "json":
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    tables = stats.tables(data, labels=category_label)
+    chosen = list(tables.values()) if figure == "all" else [tables[figure]]
+    if fmt == "csv":
+        click.echo(stats.to_csv(chosen, long=figure == "all"), nl=False)
+        return
+    where = ", ".join(filter(None, [period.location, period.category])) or "all locations and categories"
+    click.echo(f"Recovery journal {period.since} .. {period.until} ({period.timezone}; {where})")
+    categories = data["incidents"]["categories"]
+    for key_name, unit in (("weekly", "week"), ("monthly", "month")):  # one row per week, a column per category
+        if figure in ("all", key_name):
+            table = tables[key_name]
+            wide = stats.Table(key_name, table.title, [unit, *categories, "total"], [])
+            for period_row in data["incidents"]["weeks" if unit == "week" else "months"]:
+                counts = period_row["counts"]
+                wide.rows.append([period_row[unit], *(counts.get(c, 0) for c in categories), period_row["total"]])
+            chosen[chosen.index(table)] = wide
+    for table in chosen:
+        click.echo("")
+        click.echo(table.title)
+        cells = [table.columns] + [["" if v is None else str(v) for v in row] for row in table.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+        for number, row in enumerate(cells):
+            click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+            if number == 0:
+                click.echo("  ".join("-" * width for width in widths))
+        if not table.rows:
+            click.echo("(nothing)")
