@@ -46,10 +46,12 @@ setup(
         "alembic>=1.13",
         "blinker>=1.7",
         "itsdangerous>=2.1",
+        "flask-limiter>=4.0",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],
         "celery": ["celery[redis]>=5.3"],
+        "redis": ["redis>=5.0"],
         "dev": [
             "pytest>=8",
             "aiosmtpd>=1.4",
@@ -61,6 +63,8 @@ setup(
             "openapi-spec-validator>=0.7",
             "jsonschema>=4.20",
             "celery[redis]>=5.3",
+            "redis>=5.0",
+            "schemathesis>=4.0",
         ],
     },
     classifiers=[

@@ -4,7 +4,9 @@ No staff login here: the signed token in the URL is the authorization. Opening a
 changes nothing (mail scanners open links); the page asks for one press, a POST. The
 pages speak the client's language (the follow-up's locale) and extend
 ``recovery/base.html``. A tampered link answers 400, an expired one 410, a used or
-voided one 409, each with a friendly page (``recovery/link_invalid.html``).
+voided one 409, each with a friendly page (``recovery/link_invalid.html``); too many
+requests from one address answer 429 (``recovery/rate_limited.html``, see
+:mod:`flask_recovery.ratelimit`).
 
 The blueprint ``recovery_answers`` is mounted at ``RECOVERY_URL_PREFIX`` beside the staff
 pages. The unsubscribe POST also serves RFC 8058 one-click unsubscribe from mail clients,
@@ -17,6 +19,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, render_template, request
 from flask_babel import force_locale
 from flask_wtf import FlaskForm
+from werkzeug.exceptions import TooManyRequests
 from wtforms import RadioField, TextAreaField
 
 from .domain import feedback
@@ -87,6 +90,16 @@ def create_answers_blueprint() -> Blueprint:
                 followup = None
         return _link_problem(error, followup)
 
+    @bp.errorhandler(TooManyRequests)
+    def _too_many(error: TooManyRequests):
+        """Flask-Limiter's refusal (``RECOVERY_RATE_LIMIT``): a friendly page, not a bare 429."""
+        response = error.get_response()
+        page, status = _render("recovery/rate_limited.html", 429)
+        response.set_data(page)
+        response.status_code = status
+        response.mimetype = "text/html"
+        return response
+
     @bp.after_request
     def _private(response):
         # The URL is a credential: keep it out of caches, search engines and Referer headers.
@@ -117,8 +130,11 @@ def create_answers_blueprint() -> Blueprint:
             feedback.record_answer(get_recovery().session, followup.id, choice, form.comment.data)
         except InvalidInput as error:
             if error.field == "comment":
-                limit = current_app.config["RECOVERY_MAX_TEXT_LENGTH"]
-                form.comment.errors = [_("Please keep it under %(limit)s characters.", limit=limit)]
+                if "\x00" in (form.comment.data or ""):
+                    form.comment.errors = [_("Please remove the invisible control characters from your text.")]
+                else:
+                    limit = current_app.config["RECOVERY_MAX_TEXT_LENGTH"]
+                    form.comment.errors = [_("Please keep it under %(limit)s characters.", limit=limit)]
                 return _render("recovery/answer.html", 422, followup=followup, form=form, token=token, choice=choice)
             raise InvalidLink(_("This link is not valid.")) from None
         return _render("recovery/answer_done.html", followup=followup, choice=choice)

@@ -112,6 +112,9 @@ DEFAULTS: dict[str, Any] = {
     "LINK_MAX_AGE": timedelta(days=30),
     "UNSUBSCRIBE_LINK_MAX_AGE": timedelta(days=365),
     "SALON_NAME": None,
+    "RATE_LIMIT_ENABLED": True,
+    "RATE_LIMIT": "30 per minute",
+    "RATE_LIMIT_STORAGE_URI": "memory://",
 }
 
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -311,9 +314,35 @@ def validate(config: Mapping[str, Any]) -> None:
     ):
         _fail("SALON_NAME", "must be None or the salon's name on one line (at most 120 characters)", salon_name)
 
+    _check_rate_limits(get)
+
     max_len = get("MAX_TEXT_LENGTH")
     if not _is_int(max_len) or not 1 <= max_len <= 100_000:
         _fail("MAX_TEXT_LENGTH", "must be a whole number of characters between 1 and 100000", max_len)
+
+
+def _check_rate_limits(get) -> None:
+    """The limits on the client's link pages (Flask-Limiter): on/off, the limit, the storage."""
+    if not isinstance(get("RATE_LIMIT_ENABLED"), bool):
+        _fail("RATE_LIMIT_ENABLED", "must be True or False", get("RATE_LIMIT_ENABLED"))
+    limit = get("RATE_LIMIT")
+    try:
+        from limits import parse_many
+
+        if not isinstance(limit, str) or not parse_many(limit):
+            raise ValueError(limit)
+    except ValueError:
+        _fail("RATE_LIMIT", "must be a rate limit such as '30 per minute' or '30/minute; 300/day'", limit)
+    uri = get("RATE_LIMIT_STORAGE_URI")
+    from limits.storage import SCHEMES
+
+    scheme = uri.partition("://")[0] if isinstance(uri, str) and "://" in uri else None
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        _fail(
+            "RATE_LIMIT_STORAGE_URI",
+            "must be a storage URI of the 'limits' package such as 'memory://' or 'redis://localhost:6379/0'",
+            uri,
+        )
 
 
 def authority_for(config: Mapping[str, Any], role: str) -> dict[str, Any] | None:

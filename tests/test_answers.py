@@ -382,3 +382,56 @@ def test_two_presses_at_once_record_one_answer(app, session, host):
     answer = session.get(FollowUp, followup.id).answer
     assert session.get(Incident, incident.id).status == ("closed" if answer == "good" else "reopened")
     assert session.query(Notification).count() == (answer == "not_right")
+
+
+@pytest.mark.parametrize(
+    "payload", ["1", True, -1, 0, 2**31, 2**40, 1.5, [1], {"id": 1}, None], ids=lambda p: f"signed-{p!r}"
+)
+def test_a_genuinely_signed_token_with_an_odd_payload_is_refused(client, session, host, payload):
+    """Signed with the real key, but not a follow-up id: still a plain 400, never a 500."""
+    booking, incident, followup = make_followup(session, host, locale="en")
+    for purpose, url in (
+        ("answer", "/recovery/followups/{}/answer/good"),
+        ("unsubscribe", "/recovery/followups/{}/unsubscribe"),
+    ):
+        token = tokens.serializer(purpose).dumps(payload)
+        response = client.get(url.format(token), headers={"Accept-Language": "en"})
+        assert response.status_code == 400, (purpose, payload, response.status_code)
+        assert "This link does not work" in response.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["x" * 600, "a.b.c", "..", "%00", "%E2%80%AE", "%F0%9F%92%87", "eyJhIjoxfQ", "1.2.3.4.5", "%20"],
+    ids=["long", "three-parts", "dots", "nul", "rtl", "emoji", "bare-payload", "five-parts", "space"],
+)
+def test_garbage_in_the_token_slot_is_a_friendly_400(client, raw):
+    for url in (f"/recovery/followups/{raw}/answer/good", f"/recovery/followups/{raw}/unsubscribe"):
+        response = client.get(url, headers={"Accept-Language": "en"})
+        assert response.status_code == 400, (url, response.status_code)
+        assert "This link does not work" in response.text and response.mimetype == "text/html"
+    posted = client.post(f"/recovery/followups/{raw}/answer", data={"choice": "good"})
+    assert posted.status_code == 400
+
+
+def test_a_link_to_a_follow_up_that_no_longer_exists_is_a_friendly_410(client, session, host):
+    booking, incident, followup = make_followup(session, host, locale="en")
+    url = answer_url(followup.id + 1000, "good")  # genuinely signed, but no such row
+    response = client.get(url)
+    assert response.status_code == 410 and "This link has expired" in response.text
+
+
+def test_an_answer_link_signed_under_a_removed_fallback_is_refused_even_at_the_unsubscribe_route(
+    app, client, session, host
+):
+    booking, incident, followup = make_followup(session, host, locale="en")
+    old_unsubscribe = unsubscribe_url(followup.id)
+    app.config.update(SECRET_KEY="rotated", SECRET_KEY_FALLBACKS=["test-secret"])
+    assert client.get(old_unsubscribe).status_code == 200  # still valid during the rotation
+    app.config.update(SECRET_KEY_FALLBACKS=[])
+    refused = client.get(old_unsubscribe, headers={"Accept-Language": "en"})
+    assert refused.status_code == 400 and "This link does not work" in refused.text
+    one_click = client.post(old_unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 400
+    session.expire_all()
+    assert session.query(Unsubscribe).count() == 0
