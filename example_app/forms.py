@@ -6,8 +6,10 @@ so the extension's JSON API keeps its own rules.
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectField
+from wtforms import DateField, HiddenField, SelectField, TimeField
+from wtforms.validators import InputRequired
 
 from .helpers import LANGUAGES
 from .staff import staff_choices
@@ -40,6 +42,23 @@ class StaffForm(FlaskForm):
 
 class CompleteVisitForm(FlaskForm):
     """Checkout: mark the visit as having taken place (only the CSRF token)."""
+
+
+class BookOnlineForm(FlaskForm):
+    """The salon's online booking form (the client picks herself: a demo has no accounts)."""
+
+    client = SelectField(_l("You are"), coerce=int, validators=[InputRequired()])
+    service = SelectField(_l("Service"), coerce=int, validators=[InputRequired()])
+    master = SelectField(_l("Master"), coerce=int, validators=[InputRequired()])
+    day = DateField(_l("Date"), validators=[InputRequired()])
+    time = TimeField(_l("Time"), validators=[InputRequired()])
+
+    def fill_choices(self, clients, services, masters, locale: str) -> BookOnlineForm:
+        """Offer the salon's clients, services and masters; returns the form."""
+        self.client.choices = [SelectChoice(c.id, c.name) for c in clients]
+        self.service.choices = [SelectChoice(s.id, s.name(locale)) for s in services]
+        self.master.choices = [SelectChoice(m.id, m.name) for m in masters]
+        return self
 
 
 def csrf_failed(form: FlaskForm) -> bool:

@@ -9,11 +9,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from .forms import CompleteVisitForm, LanguageForm, StaffForm, csrf_failed
+from .forms import BookOnlineForm, CompleteVisitForm, LanguageForm, StaffForm, csrf_failed
 from .helpers import LANG_SESSION_KEY, safe_next, salon_today, salon_tz
 from .integration import get_booking_row, recovery, to_booking
 from .labels import LANGUAGE_NAMES, LOCATIONS, SPECIALITIES, STATUS_LABELS
-from .models import Client, SalonBooking, db
+from .models import Client, Master, SalonBooking, Service, db
+from .seed import MASTER_LOCATION
 from .staff import SESSION_KEY as STAFF_SESSION_KEY
 from .staff import current_staff
 
@@ -78,13 +79,17 @@ def day():
         .unique()
         .all()
     )
+    pairs = [(row, to_booking(row)) for row in rows]
+    if current_staff() is not None:
+        # One query for every badge on the page (recovery_badge would batch on its own too).
+        recovery.flags_for_bookings(booking for _, booking in pairs)
     return render_template(
         "salon/day.html",
         day=the_day,
         today=salon_today(),
         prev_day=the_day - timedelta(days=1),
         next_day=the_day + timedelta(days=1),
-        rows=[(row, to_booking(row)) for row in rows],
+        rows=pairs,
     )
 
 
@@ -122,16 +127,86 @@ def complete(booking_id: str):
         return redirect(here, code=303)
     row.status = "completed"
     db.session.commit()
-    if hasattr(recovery, "visit_completed"):
-        recovery.visit_completed(str(row.id))
+    used = recovery.visit_completed(str(row.id))  # the flags for this visit are now used up
     flash(_("Visit marked completed. Thank you!"), "success")
+    if used:
+        flash(_("The note for this visit is done: it will not show on her next booking."), "info")
     return redirect(here, code=303)
 
 
 @bp.get("/clients")
 def clients():
     rows = db.session.scalars(db.select(Client).order_by(Client.name, Client.id)).all()
-    return render_template("salon/clients.html", clients=rows)
+    latest = dict(
+        db.session.execute(
+            db.select(SalonBooking.client_id, db.func.max(SalonBooking.id)).group_by(SalonBooking.client_id)
+        ).all()
+    )
+    return render_template(
+        "salon/clients.html",
+        clients=rows,
+        latest_booking=latest,
+        online={client.id: recovery.may_book(client.id) for client in rows},
+        staff=current_staff(),
+    )
+
+
+def _book_form() -> BookOnlineForm:
+    locale = str(get_locale() or "ru")
+    form = BookOnlineForm()
+    return form.fill_choices(
+        db.session.scalars(db.select(Client).order_by(Client.name, Client.id)),
+        db.session.scalars(db.select(Service).order_by(Service.id)),
+        db.session.scalars(db.select(Master).order_by(Master.id)),
+        locale,
+    )
+
+
+@bp.get("/book")
+def book():
+    """The salon's online booking page, as a client sees it."""
+    form = _book_form()
+    if not form.day.data:
+        form.day.data = salon_today() + timedelta(days=1)
+    return render_template("salon/book.html", form=form, refused=None)
+
+
+@bp.post("/book")
+def book_post():
+    form = _book_form()
+    if not form.validate_on_submit():
+        if csrf_failed(form):
+            abort(400, _("The form has expired. Go back, reload the page and try again."))
+        return render_template("salon/book.html", form=form, refused=None), 422
+    client = db.session.get(Client, form.client.data)
+    service = db.session.get(Service, form.service.data)
+    master = db.session.get(Master, form.master.data)
+    if client is None or service is None or master is None:
+        abort(400, _("Choose a client, a service and a master from the lists."))
+    answer = recovery.may_book(client.id)
+    if not answer:
+        # A manager asked to take her bookings by phone: no reason is shown to her.
+        return render_template("salon/book.html", form=form, refused=client), 409
+    starts_at = datetime.combine(form.day.data, form.time.data, tzinfo=salon_tz()).astimezone(timezone.utc)
+    if starts_at <= datetime.now(timezone.utc):
+        form.time.errors = [_("Choose a time in the future.")]
+        return render_template("salon/book.html", form=form, refused=None), 422
+    row = SalonBooking(
+        client_id=client.id,
+        master_id=master.id,
+        service_id=service.id,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=service.duration),
+        price=service.price,
+        status="booked",
+        location=MASTER_LOCATION.get(master.id, "center"),
+    )
+    db.session.add(row)
+    db.session.commit()
+    recovery.booking_created(str(row.id))  # the desk hears of her flags at once (signal)
+    service_name = service.name(str(get_locale() or "ru"))
+    flash(_("Booked: %(service)s at %(time)s.", service=service_name, time=form.time.data.strftime("%H:%M")), "success")
+    return redirect(url_for("salon.day", date=form.day.data.isoformat()), code=303)
 
 
 @bp.post("/lang")

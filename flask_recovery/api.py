@@ -13,7 +13,10 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import domain
-from .errors import InvalidInput, RecoveryError
+from .config import permitted
+from .domain import flags
+from .domain.incidents import client_record
+from .errors import InvalidInput, NotFound, RecoveryError
 from .extension import get_recovery
 from .models import utcnow
 from .openapi import openapi_document
@@ -31,7 +34,10 @@ def _json_body(allow_empty: bool = False) -> dict[str, Any]:
         raise UnsupportedMediaType("Send the request body as JSON (Content-Type: application/json).")
     if allow_empty and not request.get_data(cache=True):
         return {}
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # "[[[[..." nested deeper than the JSON decoder goes
+        body = None
     if not isinstance(body, dict):
         raise InvalidInput("The request body must be a JSON object.", field="body")
     return body
@@ -41,6 +47,30 @@ def _allowed_fields(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"Unknown field {unknown[0]!r}; allowed: {sorted(allowed)}.", field=unknown[0])
+
+
+def _body_booking(body: dict[str, Any]):
+    """The booking named by ``booking_id`` in a body (``None`` if absent); 422 if unknown."""
+    raw = body.get("booking_id")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInput("booking_id must be a booking id (a string).", field="booking_id")
+    try:
+        return get_recovery().load_booking(raw)
+    except NotFound:
+        raise InvalidInput("booking_id names no booking.", field="booking_id") from None
+
+
+def _query_booking():
+    """The booking of ``?booking=`` (it makes its client known to branch staff), or ``None``."""
+    raw = request.args.get("booking")
+    if not raw:
+        return None
+    try:
+        return get_recovery().load_booking(raw)
+    except NotFound:
+        return None
 
 
 def create_api_blueprint() -> Blueprint:
@@ -172,6 +202,116 @@ def create_api_blueprint() -> Blueprint:
         domain.require_permission(staff, "budget.view")
         month = domain.parse_month(request.args.get("month") or domain.month_of(utcnow()))
         return jsonify(domain.month_spend(recovery.session, staff, month))
+
+    # -- clients, flags and booking holds -----------------------------------------------
+
+    @api.get("/clients/<client_id>")
+    def client(client_id: str):
+        """The client's history: visits (newest first), incidents, remedies, answers, flags."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "client.view")
+        return jsonify(client_record(recovery.session, client_id, staff, _query_booking()).to_dict())
+
+    @api.get("/clients/<client_id>/flags")
+    def client_flags(client_id: str):
+        """The client's active flags, the badge's type, and whether she may book online."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "client.view")
+        client_id = flags.client_in_scope(recovery.session, client_id, staff, _query_booking())
+        show = flags.can_read_conduct(staff)
+        active = flags.active_flags(recovery.session, client_id)
+        return jsonify(
+            {
+                "client_id": client_id,
+                "display": flags.display_type(active),
+                "flags": [flags.flag_to_dict(f, show) for f in active],
+                "may_book": _may_book(recovery.session, client_id, staff),
+            }
+        )
+
+    def _may_book(session, client_id: str, staff) -> dict[str, Any]:
+        answer = flags.may_book(session, client_id).to_dict()
+        if not (flags.can_read_conduct(staff) or permitted(current_app.config, "hold.manage", staff.role)):
+            answer["reason"] = None  # a manager's note: for conduct readers and hold managers
+        return answer
+
+    @api.post("/clients/<client_id>/flags")
+    def set_flag(client_id: str):
+        """A manager flags the client by hand -> 201 with the flag."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "flag.manage")
+        body = _json_body()
+        _allowed_fields(body, {"type", "reason", "booking_id", "days"})
+        flag = flags.set_flag(
+            recovery.session,
+            client_id,
+            staff,
+            type=body.get("type"),
+            reason=body.get("reason"),
+            booking=_body_booking(body),
+            days=body.get("days"),
+        )
+        return jsonify(flags.flag_to_dict(flag, flags.can_read_conduct(staff))), 201
+
+    @api.post("/flags/<flag_id>/acknowledge")
+    def acknowledge_flag(flag_id: str):
+        """Staff saw the flag, with an optional note -> 200 with the flag."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "flag.acknowledge")
+        body = _json_body(allow_empty=True)
+        _allowed_fields(body, {"note", "booking_id"})
+        flag = flags.acknowledge_flag(
+            recovery.session, flag_id, staff, note=body.get("note"), booking=_body_booking(body)
+        )
+        return jsonify(flags.flag_to_dict(flag, flags.can_read_conduct(staff)))
+
+    @api.post("/flags/<flag_id>/lift")
+    def lift_flag(flag_id: str):
+        """A manager lifts a flag, with a reason -> 200 with the flag."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "flag.manage")
+        body = _json_body()
+        _allowed_fields(body, {"reason"})
+        flag = flags.lift_flag(recovery.session, flag_id, staff, reason=body.get("reason"))
+        return jsonify(flags.flag_to_dict(flag, flags.can_read_conduct(staff)))
+
+    @api.get("/clients/<client_id>/hold")
+    def hold(client_id: str):
+        """Whether the client may book online (``may_book``)."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "client.view")
+        client_id = flags.client_in_scope(recovery.session, client_id, staff, _query_booking())
+        return jsonify(_may_book(recovery.session, client_id, staff))
+
+    @api.post("/clients/<client_id>/hold")
+    def set_hold(client_id: str):
+        """A manager pauses online booking for the client -> 201 with the hold."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "hold.manage")
+        body = _json_body()
+        _allowed_fields(body, {"reason", "incident_id"})
+        hold = flags.set_hold(
+            recovery.session, client_id, staff, reason=body.get("reason"), incident_id=body.get("incident_id")
+        )
+        return jsonify(flags.hold_to_dict(hold)), 201
+
+    @api.post("/clients/<client_id>/hold/lift")
+    def lift_hold(client_id: str):
+        """A manager allows online booking again -> 200 with the lifted hold."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "hold.manage")
+        body = _json_body()
+        _allowed_fields(body, {"reason"})
+        hold = flags.lift_hold(recovery.session, client_id, staff, reason=body.get("reason"))
+        return jsonify(flags.hold_to_dict(hold))
 
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_found(unknown: str):

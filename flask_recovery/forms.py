@@ -116,3 +116,34 @@ class DecisionForm(FlaskForm):
     """Approve or reject a request for approval, with an optional note."""
 
     note = TextAreaField(_l("Note to the requester (optional)"))
+
+
+class AcknowledgeForm(FlaskForm):
+    """Mark a flag as seen on a booking, with an optional note ("seen, compliment offered")."""
+
+    note = TextAreaField(_l("What you did (optional)"))
+    booking_id = HiddenField()
+    next = HiddenField()
+
+
+class ReasonForm(FlaskForm):
+    """Lift a flag, or set or lift a booking hold: a reason is required."""
+
+    reason = TextAreaField(_l("Reason"))
+    next = HiddenField()
+
+
+class FlagForm(FlaskForm):
+    """A manager flags a client by hand: the type and a reason."""
+
+    type = RadioField(_l("Flag"), choices=[], default="vip", validate_choice=False)
+    reason = TextAreaField(_l("Reason (a colleague reads it at the desk)"))
+    booking_id = HiddenField()
+    next = HiddenField()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.type.choices = [
+            _Choice("vip", _l("Extra attention (VIP)")),
+            _Choice("conduct", _l("Conduct warning (manager on duty)")),
+        ]

@@ -16,8 +16,8 @@ def _error_responses(*codes: int) -> dict[str, Any]:
         400: "Bad request",
         401: "No staff member is logged in",
         403: "The role may not do this",
-        404: "Unknown booking or incident",
-        409: "The case is not in a state that allows this",
+        404: "Unknown booking, incident, client or flag",
+        409: "The case, flag or hold is not in a state that allows this",
         415: "The body is not JSON",
         422: "A field is missing or invalid; error.field names it",
     }
@@ -87,7 +87,16 @@ def openapi_document() -> dict[str, Any]:
             "booking": {"type": "object"},
             "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}},
             "compensations": {"type": "array", "items": {"type": "object"}},
-            "flags": {"type": "array", "items": {"type": "object"}},
+            "flags": {
+                "type": "array",
+                "description": "the client's active flags; applies: the flag is for this visit (its badge shows it)",
+                "items": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Flag"},
+                        {"type": "object", "required": ["applies"], "properties": {"applies": {"type": "boolean"}}},
+                    ]
+                },
+            },
             "followups": {"type": "array", "items": {"type": "object"}},
             "history": {"type": "array", "items": {"type": "object"}},
         },
@@ -179,6 +188,181 @@ def openapi_document() -> dict[str, Any]:
             "pending_requests": {"type": "integer"},
         },
     }
+    flag = {
+        "type": "object",
+        "required": ["id", "client_id", "type", "status", "state", "reason", "restricted", "source", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "client_id": {"type": "string"},
+            "type": {"type": "string", "enum": ["vip", "conduct"]},
+            "status": {"type": "string", "enum": ["active", "used", "lifted", "void"]},
+            "state": {
+                "type": "string",
+                "enum": ["active", "expired", "used", "lifted", "void"],
+                "description": "status, with an active flag past expires_at shown as expired",
+            },
+            "reason": {"type": ["string", "null"], "description": "what a colleague reads at the desk"},
+            "restricted": {
+                "type": "boolean",
+                "description": "a conduct note the role may not read: reason is a generic warning",
+            },
+            "source": {"type": "string", "enum": ["incident", "manual"]},
+            "incident_id": {"type": ["integer", "null"]},
+            "booking_id": {"type": ["string", "null"], "description": "the booking it was set on"},
+            "set_by": nullable_str,
+            "set_by_name": nullable_str,
+            "created_at": {"type": "string", "format": "date-time"},
+            "expires_at": nullable_time,
+            "acknowledged_at": nullable_time,
+            "acknowledged_by": nullable_str,
+            "acknowledged_by_name": nullable_str,
+            "acknowledgement": nullable_str,
+            "used_at": nullable_time,
+            "used_booking_id": nullable_str,
+            "lifted_at": nullable_time,
+            "lifted_by": nullable_str,
+            "lift_reason": nullable_str,
+        },
+    }
+    flag_ref = {"$ref": "#/components/schemas/Flag"}
+    may_book = {
+        "type": "object",
+        "required": ["allowed", "reason", "hold_id", "set_at"],
+        "properties": {
+            "allowed": {"type": "boolean", "description": "false: a manager asked to route her to a phone call"},
+            "reason": {"type": ["string", "null"], "description": "the manager's note (conduct readers, managers)"},
+            "hold_id": {"type": ["integer", "null"]},
+            "set_at": nullable_time,
+        },
+    }
+    hold = {
+        "type": "object",
+        "required": ["id", "client_id", "active", "reason", "set_by", "set_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "client_id": {"type": "string"},
+            "active": {"type": "boolean"},
+            "reason": nullable_str,
+            "incident_id": {"type": ["integer", "null"]},
+            "set_by": {"type": "string"},
+            "set_at": {"type": "string", "format": "date-time"},
+            "lifted_by": nullable_str,
+            "lifted_at": nullable_time,
+            "lift_reason": nullable_str,
+        },
+    }
+    client_flags = {
+        "type": "object",
+        "required": ["client_id", "display", "flags", "may_book"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "display": {
+                "type": ["string", "null"],
+                "enum": ["vip", "conduct", None],
+                "description": "what the badge shows: conduct wins over vip",
+            },
+            "flags": {"type": "array", "items": flag_ref},
+            "may_book": {"$ref": "#/components/schemas/MayBook"},
+        },
+    }
+    visit = {
+        "type": "object",
+        "required": ["booking_id", "starts_at", "status", "incidents", "followups", "flags_used"],
+        "properties": {
+            "booking_id": {"type": "string"},
+            "starts_at": nullable_time,
+            "ends_at": nullable_time,
+            "status": {"type": ["string", "null"]},
+            "location": nullable_str,
+            "staff_id": nullable_str,
+            "completed_at": nullable_time,
+            "incidents": {
+                "type": "array",
+                "items": {
+                    "allOf": [
+                        incident_ref,
+                        {
+                            "type": "object",
+                            "required": ["compensations"],
+                            "properties": {"compensations": {"type": "array", "items": comp_ref}},
+                        },
+                    ]
+                },
+            },
+            "followups": {"type": "array", "items": {"type": "object"}},
+            "flags_used": {"type": "array", "items": {"type": "integer"}},
+        },
+    }
+    client_history = {
+        "type": "object",
+        "required": ["client_id", "display", "may_book", "active_flags", "past_flags", "holds", "visits"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "display": {"type": ["string", "null"], "enum": ["vip", "conduct", None]},
+            "may_book": {"$ref": "#/components/schemas/MayBook"},
+            "active_flags": {"type": "array", "items": flag_ref},
+            "past_flags": {"type": "array", "items": flag_ref},
+            "holds": {"type": "array", "items": {"$ref": "#/components/schemas/BookingHold"}},
+            "visits": {"type": "array", "description": "newest first", "items": visit},
+        },
+    }
+    new_flag = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type", "reason"],
+        "properties": {
+            "type": {"type": "string", "enum": ["vip", "conduct"]},
+            "reason": {"type": "string", "minLength": 1, "maxLength": max_len},
+            "booking_id": {"type": "string", "maxLength": 64, "description": "the booking it is set on"},
+            "days": {"type": "integer", "minimum": 1, "maximum": 365, "description": "default RECOVERY_VIP_DAYS"},
+        },
+    }
+    acknowledgement = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "note": {"type": ["string", "null"], "maxLength": max_len, "description": "seen, compliment offered"},
+            "booking_id": {"type": "string", "maxLength": 64, "description": "the booking it was seen on"},
+        },
+    }
+    reason = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["reason"],
+        "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": max_len}},
+    }
+    new_hold = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["reason"],
+        "properties": {
+            "reason": {"type": "string", "minLength": 1, "maxLength": max_len},
+            "incident_id": {"type": "integer", "description": "the client's incident behind it"},
+        },
+    }
+    client_id = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
+    booking_query = {
+        "name": "booking",
+        "in": "query",
+        "required": False,
+        "description": "one of her bookings you may see (makes her known to branch staff)",
+        "schema": {"type": "string", "maxLength": 64},
+    }
+    flag_id = {"name": "flag_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+    def flag_action(summary: str, body: dict[str, Any], required: bool) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "parameters": [flag_id],
+                "requestBody": {"required": required, "content": _json(body)},
+                "responses": {
+                    "200": {"description": "The flag", "content": _json(flag_ref)},
+                    **_error_responses(400, 401, 403, 404, 409, 415, 422),
+                },
+            }
+        }
+
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-recovery API", "version": "1"},
@@ -258,7 +442,8 @@ def openapi_document() -> dict[str, Any]:
                             "name": "month",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "string", "pattern": "^(19|20|21)\\d\\d-(0[1-9]|1[0-2])$"},
+                            "description": "YYYY-MM; absent or empty: this month",
+                            "schema": {"type": "string", "pattern": "^((19|20|21)\\d\\d-(0[1-9]|1[0-2]))?$"},
                         }
                     ],
                     "responses": {
@@ -267,11 +452,84 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/clients/{client_id}": {
+                "get": {
+                    "summary": "The client's history: visits newest first, incidents, remedies, answers, flags",
+                    "parameters": [client_id, booking_query],
+                    "responses": {
+                        "200": {"description": "Her record", "content": _json(client_history)},
+                        **_error_responses(401, 403, 404),
+                    },
+                }
+            },
+            "/clients/{client_id}/flags": {
+                "get": {
+                    "summary": "The client's active flags and whether she may book online",
+                    "parameters": [client_id, booking_query],
+                    "responses": {
+                        "200": {"description": "Active flags", "content": _json(client_flags)},
+                        **_error_responses(401, 403, 404),
+                    },
+                },
+                "post": {
+                    "summary": "Flag the client by hand (managers)",
+                    "parameters": [client_id],
+                    "requestBody": {"required": True, "content": _json(new_flag)},
+                    "responses": {
+                        "201": {"description": "The new flag", "content": _json(flag_ref)},
+                        **_error_responses(400, 401, 403, 404, 415, 422),
+                    },
+                },
+            },
+            "/flags/{flag_id}/acknowledge": flag_action("Mark a flag as seen, with a note", acknowledgement, False),
+            "/flags/{flag_id}/lift": flag_action("Lift a flag, with a reason (managers)", reason, True),
+            "/clients/{client_id}/hold": {
+                "get": {
+                    "summary": "Whether the client may book online",
+                    "parameters": [client_id, booking_query],
+                    "responses": {
+                        "200": {
+                            "description": "The answer",
+                            "content": _json({"$ref": "#/components/schemas/MayBook"}),
+                        },
+                        **_error_responses(401, 403, 404),
+                    },
+                },
+                "post": {
+                    "summary": "Pause online booking for the client, with a reason (managers)",
+                    "parameters": [client_id],
+                    "requestBody": {"required": True, "content": _json(new_hold)},
+                    "responses": {
+                        "201": {
+                            "description": "The hold",
+                            "content": _json({"$ref": "#/components/schemas/BookingHold"}),
+                        },
+                        **_error_responses(400, 401, 403, 404, 409, 415, 422),
+                    },
+                },
+            },
+            "/clients/{client_id}/hold/lift": {
+                "post": {
+                    "summary": "Allow online booking again, with a reason (managers)",
+                    "parameters": [client_id],
+                    "requestBody": {"required": True, "content": _json(reason)},
+                    "responses": {
+                        "200": {
+                            "description": "The lifted hold",
+                            "content": _json({"$ref": "#/components/schemas/BookingHold"}),
+                        },
+                        **_error_responses(400, 401, 403, 404, 409, 415, 422),
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
                 "Incident": incident,
                 "Compensation": compensation,
+                "Flag": flag,
+                "MayBook": may_book,
+                "BookingHold": hold,
                 "Error": {
                     "type": "object",
                     "required": ["error"],

@@ -36,7 +36,13 @@ feedback_received = _signals.signal("feedback-received")
 """A client answered a follow-up. Arguments: ``followup``, ``answer``."""
 
 client_flagged = _signals.signal("client-flagged")
-"""A client got a ``vip`` or ``conduct`` flag. Arguments: ``flag``."""
+"""A client's flag for her next visit was set, or is due on a booking just made: push it to
+the desk. Arguments: ``flag`` (the :class:`~flask_recovery.models.Flag`: ``type`` ``vip`` or
+``conduct``, ``reason``, ``client_id``), ``booking`` (the :class:`~flask_recovery.Booking`
+it was set on or is for; ``None`` when a manager flagged her from her history page),
+``staff`` (who set it; ``None`` for ``cause="booking"``), and ``cause``: ``"set"`` (an
+incident was recorded or a manager set it by hand) or ``"booking"``
+(``recovery.booking_created`` for a booking the flag is for)."""
 
 
 def send_robust(signal, **kwargs) -> None:

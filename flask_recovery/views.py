@@ -21,13 +21,33 @@ from flask import (
 )
 
 from . import domain
-from .errors import InvalidInput, RecoveryError
+from .config import permitted
+from .domain import flags
+from .domain.incidents import client_record
+from .errors import InvalidInput, NotFound, RecoveryError
 from .extension import get_recovery
-from .forms import ActionForm, CompensationForm, DecisionForm, IncidentForm
+from .forms import AcknowledgeForm, ActionForm, CompensationForm, DecisionForm, FlagForm, IncidentForm, ReasonForm
 from .i18n import gettext as _
 from .models import utcnow
-from .vocabulary import kind_label
-from .widgets import format_money, local_time, widget_context
+from .vocabulary import (
+    category_label,
+    compensation_status_label,
+    kind_label,
+    severity_label,
+    status_label,
+)
+from .widgets import (
+    answer_label,
+    flag_label,
+    flag_state_label,
+    flag_title,
+    followup_label,
+    followup_status_label,
+    format_money,
+    local_time,
+    visit_status_label,
+    widget_context,
+)
 
 
 def safe_next(target: Any) -> str | None:
@@ -52,6 +72,72 @@ def _back(booking_id: str, next_url: Any = None, anchor: str = "recovery-widget"
     return redirect(f"{target}#{anchor}", code=303)
 
 
+def _expired_form() -> RecoveryError:
+    return RecoveryError(
+        _("The form has expired or was not sent from this site. Go back, reload the page and try again.")
+    )
+
+
+def _context_booking(raw: Any):
+    """The booking named in ``?booking=`` (or a form's ``booking_id``), or ``None``."""
+    if not raw:
+        return None
+    try:
+        return get_recovery().load_booking(raw)
+    except NotFound:
+        return None
+
+
+def _client_page(client_id: str, staff, *, booking=None, errors=None, typed=None, status: int = 200):
+    """Render the client's history page (also with a form's errors, status 4xx)."""
+    recovery = get_recovery()
+    record = client_record(recovery.session, client_id, staff, booking)
+    client_name = None
+    if booking is not None and booking.client_id == record.client_id:
+        client_name = booking.client_name
+    elif record.visits:
+        try:
+            client_name = recovery.load_booking(record.visits[0].booking_id).client_name
+        except NotFound:
+            client_name = None
+    config = current_app.config
+    html = render_template(
+        "recovery/client.html",
+        record=record,
+        client_name=client_name,
+        context_booking=booking if booking is not None and booking.client_id == record.client_id else None,
+        staff=staff,
+        errors=errors or {},
+        typed=typed or {},
+        now=utcnow(),
+        ack_form=AcknowledgeForm(formdata=None),
+        reason_form=ReasonForm(formdata=None),
+        flag_form=FlagForm(formdata=None),
+        can_acknowledge=permitted(config, "flag.acknowledge", staff.role),
+        can_manage_flags=permitted(config, "flag.manage", staff.role),
+        can_manage_hold=permitted(config, "hold.manage", staff.role),
+        show_conduct=record.show_conduct,
+        shown_reason=lambda flag: flags.shown_reason(flag, record.show_conduct),
+        state_of=flags.state_of,
+        flag_title=flag_title,
+        flag_label=flag_label,
+        flag_state_label=flag_state_label,
+        local_time=local_time,
+        format_money=format_money,
+        kind_label=kind_label,
+        category_label=category_label,
+        severity_label=severity_label,
+        status_label=status_label,
+        compensation_status_label=compensation_status_label,
+        visit_status_label=visit_status_label,
+        followup_label=followup_label,
+        followup_status_label=followup_status_label,
+        answer_label=answer_label,
+        here=request.full_path if request.query_string else request.path,
+    )
+    return html, status
+
+
 def create_blueprint() -> Blueprint:
     """The ``recovery`` blueprint: staff pages and static files."""
     bp = Blueprint(
@@ -65,6 +151,10 @@ def create_blueprint() -> Blueprint:
     from .journal import register_journal
 
     register_journal(bp)  # the KPI journal pages
+
+    from .widgets import render_badges
+
+    bp.add_app_template_global(render_badges, "recovery_badges")  # a whole day list's badges at once
 
     @bp.errorhandler(RecoveryError)
     def _page_error(error: RecoveryError):
@@ -179,6 +269,107 @@ def create_blueprint() -> Blueprint:
         status = 400 if _csrf_failed(form) else 422
         context = widget_context(booking, staff, standalone=True, comp_form=form, comp_form_incident=incident_pk)
         return render_template("recovery/booking.html", **context), status
+
+    # -- the client's history, flags and booking holds ----------------------------------
+
+    @bp.get("/clients/<client_id>")
+    def client(client_id: str):
+        """The client's history: visits, incidents, remedies, vouchers, answers and flags."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "client.view")
+        return _client_page(client_id, staff, booking=_context_booking(request.args.get("booking")))
+
+    def _done(message: str, next_url: Any, client_id: str, anchor: str, *, from_widget: bool = False):
+        flash(message, "recovery")
+        target = safe_next(next_url)
+        if target is None:
+            target = url_for("recovery.client", client_id=client_id)
+        elif from_widget and urlsplit(target).path != url_for("recovery.client", client_id=client_id):
+            anchor = "recovery-widget"  # back to the widget on a booking page
+        return redirect(f"{target}#{anchor}", code=303)
+
+    def _failed(client_id: str, staff, error: InvalidInput, form_key: str, typed: dict[str, Any]):
+        booking = _context_booking(request.form.get("booking_id") or request.args.get("booking"))
+        return _client_page(
+            client_id, staff, booking=booking, errors={form_key: error.message}, typed={form_key: typed}, status=422
+        )
+
+    @bp.post("/flags/<flag_id>/acknowledge")
+    def acknowledge_flag(flag_id: str):
+        """Mark a flag as seen on a booking, with an optional note."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "flag.acknowledge")
+        flag = flags.get_flag(recovery.session, flag_id, staff)
+        client_id, pk = flag.client_id, flag.id
+        form = AcknowledgeForm()
+        if not form.validate():
+            raise _expired_form()
+        booking = _context_booking(form.booking_id.data)
+        try:
+            flags.acknowledge_flag(recovery.session, pk, staff, note=form.note.data, booking=booking)
+        except InvalidInput as error:
+            return _failed(client_id, staff, error, f"ack-{pk}", {"note": form.note.data})
+        return _done(_("Flag marked as seen."), form.next.data, client_id, f"flag-{pk}", from_widget=True)
+
+    @bp.post("/flags/<flag_id>/lift")
+    def lift_flag(flag_id: str):
+        """A manager lifts a flag, with a reason."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "flag.manage")
+        flag = flags.get_flag(recovery.session, flag_id, staff)
+        client_id, pk = flag.client_id, flag.id
+        form = ReasonForm()
+        if not form.validate():
+            raise _expired_form()
+        try:
+            flags.lift_flag(recovery.session, pk, staff, reason=form.reason.data)
+        except InvalidInput as error:
+            return _failed(client_id, staff, error, f"lift-{pk}", {"reason": form.reason.data})
+        return _done(_("Flag lifted."), form.next.data, client_id, f"flag-{pk}", from_widget=True)
+
+    @bp.post("/clients/<client_id>/flags")
+    def set_flag(client_id: str):
+        """A manager flags the client by hand (extra attention or a conduct warning)."""
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "flag.manage")
+        form = FlagForm()
+        if not form.validate():
+            raise _expired_form()
+        booking = _context_booking(form.booking_id.data)
+        try:
+            flag = flags.set_flag(
+                recovery.session, client_id, staff, type=form.type.data, reason=form.reason.data, booking=booking
+            )
+        except InvalidInput as error:
+            return _failed(client_id, staff, error, "set", {"reason": form.reason.data, "type": form.type.data})
+        return _done(_("Flag set for her next visit."), form.next.data, client_id, f"flag-{flag.id}")
+
+    def _hold_action(client_id: str, action, message: str, form_key: str):
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+        domain.require_permission(staff, "hold.manage")
+        form = ReasonForm()
+        if not form.validate():
+            raise _expired_form()
+        try:
+            action(recovery.session, client_id, staff, reason=form.reason.data)
+        except InvalidInput as error:
+            return _failed(client_id, staff, error, form_key, {"reason": form.reason.data})
+        return _done(message, form.next.data, client_id, "recovery-hold")
+
+    @bp.post("/clients/<client_id>/hold")
+    def set_hold(client_id: str):
+        """A manager pauses online booking for the client, with a reason."""
+        return _hold_action(client_id, flags.set_hold, _("Online booking paused for this client."), "hold")
+
+    @bp.post("/clients/<client_id>/hold/lift")
+    def lift_hold(client_id: str):
+        """A manager allows online booking again, with a reason."""
+        return _hold_action(client_id, flags.lift_hold, _("Online booking allowed again."), "hold-lift")
 
     @bp.get("/approvals")
     def approvals():

@@ -519,3 +519,97 @@ def test_admin_grants_hits_the_limit_and_a_manager_approves_from_the_queue(page)
     decided = widget.locator("li.recovery-compensation", has_text="Agreed, thank her from us")
     expect(decided).to_contain_text(t("Granted"))
     expect(decided).to_contain_text("Марина")
+
+
+# -- flags: the badge in the day list and the client's history ------------------------------
+
+ANNA_TOMORROW = "18"  # tomorrow, 13:30, Анна Смирнова, Елена (example_app/README.md)
+
+
+def _tomorrow_day_list(page) -> None:
+    page.goto("/")
+    page.get_by_role("link", name=re.compile("Next day")).click()
+
+
+@pytest.mark.browser
+def test_the_badge_in_the_day_list_shows_its_reason_on_hover_and_keyboard_and_opens_her_history(page):
+    page.goto("/")
+    sign_in(page, "irina")
+    widget = open_checkout(page)
+    record_incident(
+        widget,
+        en,
+        category="Late start",
+        severity="Major",
+        description="Started 25 minutes late <b>sorry</b>",
+        action="A buffer after long colourings",
+    )
+
+    _tomorrow_day_list(page)
+    badges = page.locator("[data-recovery-flag]")
+    expect(badges).to_have_count(1)  # Анна only, and not on today's visit where it went wrong
+    row = page.locator(f'tr[data-booking-id="{ANNA_TOMORROW}"]')
+    badge = row.locator('a.recovery-badge[data-recovery-flag="vip"]')
+    expect(badge).to_have_count(1)
+    expect(badge).to_have_attribute("title", re.compile(r"Late start \(major\): Started 25 minutes late <b>sorry</b>"))
+    # screen readers hear the reason as part of the link
+    expect(badge).to_have_accessible_name(re.compile(r"^VIP\s*: Last visit: Late start"))
+    reason = badge.locator(".recovery-badge-reason")
+    badge.hover()
+    hidden = reason.bounding_box()  # the mouse gets the title; the text stays clipped to 1 px
+    assert hidden["width"] <= 1 and hidden["height"] <= 1, hidden
+    expect(reason.locator("b")).to_have_count(0)  # the typed markup is text
+
+    # keyboard: Tab to the badge, the reason shows beside it
+    page.locator("body").click(position={"x": 1, "y": 1})
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if badge.evaluate("el => el === document.activeElement"):
+            break
+    expect(badge).to_be_focused()
+    expect(reason).to_be_visible()
+    expect(reason).to_have_css("clip", "auto")
+    expect(reason).to_contain_text("Started 25 minutes late <b>sorry</b>")
+    box = reason.bounding_box()
+    assert box["width"] > 100 and box["height"] > 16, box
+
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/recovery/clients/1\?booking=18$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Client history: Анна Смирнова")
+    flag = page.locator('li.recovery-flag[data-recovery-flag="vip"]')
+    expect(flag).to_contain_text("Extra attention")
+    expect(flag).to_contain_text("Set by Ирина Белова")
+    expect(page.locator("li.recovery-visit")).to_have_count(1)
+    expect(page.locator("li.recovery-visit").first).to_contain_text("Started 25 minutes late <b>sorry</b>")
+
+    flag.get_by_label("What you did (optional)", exact=True).fill("Seen, compliment offered")
+    flag.get_by_role("button", name="Mark as seen", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Flag marked as seen.")
+    expect(page.locator("li.recovery-flag").first).to_contain_text("Seen by Ирина Белова")
+    expect(page.locator("li.recovery-flag").first).to_contain_text("Seen, compliment offered")
+
+
+@pytest.mark.browser
+def test_a_manager_warns_the_next_desk_and_the_client_page_fits_a_phone(make_page):
+    page = make_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto("/")
+    sign_in(page, "marina")
+    page.goto(f"/recovery/clients/1?booking={ANNA_TOMORROW}")
+    page.get_by_text("Flag her by hand", exact=True).click()
+    page.get_by_label("Conduct warning (manager on duty)", exact=True).check()
+    page.get_by_label("Reason (a colleague reads it at the desk)", exact=True).fill("Raised her voice at Ольга")
+    page.get_by_role("button", name="Set the flag", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Flag set for her next visit.")
+    expect(page.locator('li.recovery-flag[data-recovery-flag="conduct"]')).to_contain_text("Raised her voice")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    # a master at the desk sees the warning, not the manager's words
+    sign_in(page, "olga")
+    _tomorrow_day_list(page)
+    badge = page.locator(f'tr[data-booking-id="{ANNA_TOMORROW}"] .recovery-badge')
+    expect(badge).to_have_attribute("data-recovery-flag", "conduct")
+    expect(badge).to_have_attribute("title", re.compile("ask the manager on duty"))
+    assert "Raised her voice" not in badge.get_attribute("title")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "badge-mobile.png"), full_page=True)

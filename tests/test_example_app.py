@@ -87,3 +87,69 @@ def test_manager_pages_wear_the_salon_layout(salon):
     assert "Бархат" in queue.text and "Согласования" in queue.text
     login(client, "irina")
     assert 'href="/recovery/approvals"' not in client.get("/day").text
+
+
+def _tomorrow(salon):
+    from datetime import timedelta
+
+    from example_app.helpers import salon_today
+
+    with salon.app_context():
+        return (salon_today() + timedelta(days=1)).isoformat()
+
+
+def _badge_rows(html):
+    """booking id -> the badge's flag type, for the rows of a day list that have a badge."""
+    rows = re.findall(r'<tr data-booking-id="(\d+)"(.*?)</tr>', html, re.S)
+    found = {booking_id: re.search(r'data-recovery-flag="(\w+)"', row) for booking_id, row in rows}
+    return {booking_id: match.group(1) for booking_id, match in found.items() if match}
+
+
+def test_the_flag_shows_on_her_next_booking_and_checkout_uses_it_up(salon):
+    client = salon.test_client()
+    login(client, "irina")
+    client.post(
+        "/recovery/bookings/8/incidents",
+        data={"category": "late", "severity": "major", "description": "Started 25 minutes late"},
+    )
+    tomorrow = _tomorrow(salon)
+    day = client.get(f"/day?date={tomorrow}", headers={"Accept-Language": "en"}).text
+    assert day.count("<tr data-booking-id=") == 6
+    assert _badge_rows(day) == {"18": "vip"}  # Анна tomorrow, nobody else
+    assert "Started 25 minutes late" in day  # the reason, on hover and for screen readers
+    assert _badge_rows(client.get("/day").text) == {}  # not on the visit where it went wrong
+    checkout = client.get("/bookings/18/checkout", headers={"Accept-Language": "en"}).text
+    assert "for this visit" in checkout and "Mark as seen" in checkout
+    assert 'href="/recovery/clients/1?booking=18"' in checkout
+    response = client.post("/bookings/18/complete", headers={"Accept-Language": "en"})
+    assert response.status_code == 303
+    page = client.get("/bookings/18/checkout", headers={"Accept-Language": "en"}).text
+    assert "The note for this visit is done" in page
+    assert _badge_rows(client.get(f"/day?date={tomorrow}").text) == {}
+
+
+def test_online_booking_respects_a_managers_hold(salon):
+    client = salon.test_client()
+    tomorrow = _tomorrow(salon)
+    form = {"client": "3", "service": "2", "master": "2", "day": tomorrow, "time": "18:15"}
+    response = client.post("/book", data=form, headers={"Accept-Language": "en"})
+    assert response.status_code == 303 and response.headers["Location"] == f"/day?date={tomorrow}"
+    with salon.app_context():
+        from flask_recovery.models import Visit
+
+        assert db.session.query(Visit).filter_by(client_id="3", status="booked").count() == 1  # booking_created
+    login(client, "marina")
+    clients = client.get("/clients", headers={"Accept-Language": "en"}).text
+    assert 'href="/recovery/clients/3?booking=' in clients
+    response = client.post("/recovery/clients/3/hold", data={"reason": "Shouted at Дмитрий", "next": "/clients"})
+    assert response.status_code == 303
+    clients = client.get("/clients", headers={"Accept-Language": "en"}).text
+    may_book = dict(re.findall(r'<tr data-client-id="(\d+)">.*?data-may-book="(\w+)"', clients, re.S))
+    assert may_book["3"] == "false" and set(may_book.values()) == {"true", "false"}
+    assert list(may_book.values()).count("false") == 1
+    login(client, "")
+    refused = client.post("/book", data={**form, "time": "19:15"}, headers={"Accept-Language": "en"})
+    assert refused.status_code == 409
+    assert "Please call us to book" in refused.text and "Shouted" not in refused.text
+    bad = client.post("/book", data={**form, "client": "4", "day": "2001-01-01"}, headers={"Accept-Language": "en"})
+    assert bad.status_code == 422 and "Choose a time in the future." in bad.text

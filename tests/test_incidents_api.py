@@ -42,10 +42,13 @@ def test_record_incident_returns_201_and_it_is_listed(client, host, booking, ses
     listed = client.get(f"{API}/bookings/b1").get_json()
     assert [i["id"] for i in listed["incidents"]] == [incident["id"]]
     assert listed["incidents"][0]["description"] == LATE["description"]
-    assert listed["history"][0]["action"] == "incident.recorded"
-    assert listed["history"][0]["actor_id"] == "s-admin"
-    assert [name for name, _ in signal_log] == ["incident_recorded"]
+    # the client is flagged for her next visit in the same transaction
+    assert [h["action"] for h in listed["history"]] == ["flag.set", "incident.recorded"]
+    assert {h["actor_id"] for h in listed["history"]} == {"s-admin"}
+    assert [name for name, _ in signal_log] == ["incident_recorded", "client_flagged"]
     assert signal_log[0][1]["incident"].id == incident["id"]
+    assert signal_log[1][1]["flag"].type == "vip" and signal_log[1][1]["flag"].incident_id == incident["id"]
+    assert [f["type"] for f in listed["flags"]] == ["vip"] and listed["flags"][0]["applies"] is False
 
 
 def test_stored_datetimes_are_utc_and_timezone_aware(client, host, session):
@@ -88,7 +91,7 @@ def test_resolve_then_reopen_then_resolve(client, host, booking):
     assert client.post(f"{API}/incidents/{incident_id}/resolve", json={}).get_json()["status"] == "resolved"
 
     actions = [h["action"] for h in client.get(f"{API}/bookings/b1").get_json()["history"]]
-    assert actions == ["incident.resolved", "incident.reopened", "incident.resolved", "incident.recorded"]
+    assert actions == ["incident.resolved", "incident.reopened", "incident.resolved", "flag.set", "incident.recorded"]
 
 
 def test_conduct_incident(client, host, booking):
@@ -268,6 +271,12 @@ def test_openapi_document_is_valid_and_matches_responses(client, host, booking):
         "/compensations/{compensation_id}/reject",
         "/compensations/pending",
         "/budget",
+        "/clients/{client_id}",
+        "/clients/{client_id}/flags",
+        "/flags/{flag_id}/acknowledge",
+        "/flags/{flag_id}/lift",
+        "/clients/{client_id}/hold",
+        "/clients/{client_id}/hold/lift",
     }
     assert document["servers"][0]["url"].endswith("/recovery/api")
     schemas = document["components"]["schemas"]

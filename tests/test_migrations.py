@@ -78,8 +78,11 @@ def test_audit_trail_refuses_update_and_delete(app, empty_engine, host, how):
         ).status_code
         == 201
     )
+    # recording an incident writes two lines: incident.recorded and flag.set
     with empty_engine.connect() as connection:
-        assert connection.scalar(sa.select(sa.func.count()).select_from(AuditEntry.__table__)) == 1
+        assert (
+            connection.scalar(sa.select(sa.func.count()).select_from(AuditEntry.__table__)) == 2
+        )  # incident.recorded and flag.set
     for statement in (
         "UPDATE recovery_audit_log SET action = 'forged'",
         "DELETE FROM recovery_audit_log",

@@ -57,7 +57,7 @@ def test_recording_through_the_form_lists_the_incident(client, host, booking, se
     assert "Incident recorded" in html
     assert "Mark resolved" in html
     assert session.query(Incident).count() == 1
-    assert [name for name, _ in signal_log] == ["incident_recorded"]
+    assert [name for name, _ in signal_log] == ["incident_recorded", "client_flagged"]
 
 
 def test_form_errors_are_shown_and_nothing_is_recorded(client, host, booking, session):
@@ -185,6 +185,7 @@ def test_csrf_is_enforced_on_every_form(client, host, booking, session):
     assert session.query(Incident).one().status == "resolved"
     assert [e.action for e in session.query(AuditEntry).order_by(AuditEntry.id)] == [
         "incident.recorded",
+        "flag.set",
         "incident.resolved",
     ]
 

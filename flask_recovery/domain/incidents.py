@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
@@ -15,7 +16,8 @@ from .. import signals
 from ..config import CONDUCT_CATEGORY, SEVERITIES, category_keys, key, permitted
 from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound
-from ..models import FollowUp, Incident, utcnow
+from ..models import BookingHold, Compensation, Flag, FollowUp, Incident, Visit, utcnow
+from . import flags
 from .audit import audit, history_for_booking
 
 #: Statuses from which each transition may start.
@@ -79,8 +81,10 @@ def record_incident(
 ) -> Incident:
     """Record what went wrong on ``booking``; return the new open incident.
 
-    ``conduct=True`` (or the category ``client_conduct``) records client abuse of staff:
-    it earns no compensation and flags the client with a warning, not a VIP flag.
+    The client is flagged for her next visit in the same transaction: ``vip`` (extra
+    attention), or for ``conduct=True`` (the category ``client_conduct``: client abuse of
+    staff, which earns no compensation) a ``conduct`` warning. The booking is remembered
+    as a visit. Signals: ``incident_recorded``, then ``client_flagged``.
     """
     require_permission(staff, "incident.record")
     if not staff.can_see(booking):
@@ -130,8 +134,12 @@ def record_incident(
         subject_id=incident.id,
         data={"category": category, "severity": severity, "conduct": conduct},
     )
+    flag = flags.flag_for_incident(session, incident, staff, incident.recorded_at)
+    flags.upsert_visit(session, booking)
     session.commit()
+    flags.forget_cached_flags()
     signals.send_robust(signals.incident_recorded, incident=incident, booking=booking, staff=staff)
+    signals.send_robust(signals.client_flagged, flag=flag, booking=booking, staff=staff, cause="set")
     return incident
 
 
@@ -309,7 +317,10 @@ def booking_record(session: Session, booking: Booking, staff: Staff | None) -> d
         },
         "incidents": [_visible(i.to_dict(), show_conduct) for i in incidents],
         "compensations": [c.to_dict() for c in compensations_for_booking(session, booking.id)],
-        "flags": [],
+        "flags": [
+            dict(flags.flag_to_dict(flag, show_conduct), applies=flags.applies(flag, booking.id, booking.ends_at))
+            for flag in flags.active_flags(session, booking.client_id)
+        ],
         "followups": [
             f.to_dict()
             for f in session.scalars(select(FollowUp).where(FollowUp.booking_id == booking.id).order_by(FollowUp.id))
@@ -323,3 +334,184 @@ def _visible(incident: dict[str, Any], show_conduct: bool) -> dict[str, Any]:
     if incident["conduct"] and not show_conduct:
         incident = dict(incident, description=None, corrective_action=None, restricted=True)
     return incident
+
+
+# -- the client's history ------------------------------------------------------------------
+
+
+@dataclass
+class VisitEntry:
+    """One visit of the client, with what happened on it (for the client page and API)."""
+
+    booking_id: str
+    starts_at: datetime | None
+    ends_at: datetime | None = None
+    status: str | None = None
+    location: str | None = None
+    staff_id: str | None = None
+    completed_at: datetime | None = None
+    incidents: list[Incident] = field(default_factory=list)
+    compensations: dict[int, list[Compensation]] = field(default_factory=dict)
+    followups: list[FollowUp] = field(default_factory=list)
+    flags_used: list[Flag] = field(default_factory=list)
+    sort_key: datetime | None = None
+
+
+@dataclass
+class ClientRecord:
+    """Everything the extension knows about a client, as one staff member may see it."""
+
+    client_id: str
+    visits: list[VisitEntry]
+    active_flags: list[Flag]
+    past_flags: list[Flag]
+    hold: BookingHold | None
+    holds: list[BookingHold]
+    show_conduct: bool
+
+    @property
+    def display(self) -> str | None:
+        """The badge's type: ``conduct``, ``vip`` or ``None``."""
+        return flags.display_type(self.active_flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the JSON API shows it (newest first)."""
+        show = self.show_conduct
+        return {
+            "client_id": self.client_id,
+            "display": self.display,
+            "may_book": flags.BookingPermission(
+                allowed=self.hold is None,
+                reason=self.hold.reason if self.hold else None,
+                hold_id=self.hold.id if self.hold else None,
+                set_at=self.hold.set_at if self.hold else None,
+            ).to_dict(),
+            "active_flags": [flags.flag_to_dict(f, show) for f in self.active_flags],
+            "past_flags": [flags.flag_to_dict(f, show) for f in self.past_flags],
+            "holds": [flags.hold_to_dict(h) for h in self.holds],
+            "visits": [
+                {
+                    "booking_id": v.booking_id,
+                    "starts_at": _iso(v.starts_at),
+                    "ends_at": _iso(v.ends_at),
+                    "status": v.status,
+                    "location": v.location,
+                    "staff_id": v.staff_id,
+                    "completed_at": _iso(v.completed_at),
+                    "incidents": [
+                        dict(
+                            _visible(i.to_dict(), show),
+                            compensations=[c.to_dict() for c in v.compensations.get(i.id, [])],
+                        )
+                        for i in v.incidents
+                    ],
+                    "followups": [f.to_dict() for f in v.followups],
+                    "flags_used": [f.id for f in v.flags_used],
+                }
+                for v in self.visits
+            ],
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def client_record(
+    session: Session, client_id: Any, staff: Staff | None, booking: Booking | None = None
+) -> ClientRecord:
+    """The client's visits (newest first) with incidents, remedies, vouchers and answers,
+    her flags and booking holds. 401/403 without ``client.view``; 404 for a client unknown
+    to ``staff`` (``booking``, one of hers that ``staff`` may see, makes her known).
+
+    Staff of a location see that location's visits and flag history, and every active
+    flag (flags follow her to every branch). Seven queries whatever her history.
+    """
+    require_permission(staff, "client.view")
+    client_id = flags.client_in_scope(session, client_id, staff, booking)
+    here = staff.location
+
+    def scoped(stmt, model):
+        return stmt.where(model.location == here) if here is not None else stmt
+
+    now = utcnow()
+    entries: dict[str, VisitEntry] = {}
+    for visit in session.scalars(scoped(select(Visit).where(Visit.client_id == client_id), Visit)):
+        entries[visit.booking_id] = VisitEntry(
+            booking_id=visit.booking_id,
+            starts_at=visit.starts_at,
+            ends_at=visit.ends_at,
+            status=visit.status,
+            location=visit.location,
+            staff_id=visit.staff_id,
+            completed_at=visit.completed_at,
+            sort_key=visit.starts_at,
+        )
+    incidents = session.scalars(
+        scoped(select(Incident).where(Incident.client_id == client_id), Incident).order_by(
+            Incident.recorded_at.desc(), Incident.id.desc()
+        )
+    ).all()
+    for incident in incidents:
+        entry = entries.get(incident.booking_id)
+        if entry is None:
+            entry = entries[incident.booking_id] = VisitEntry(
+                booking_id=incident.booking_id,
+                starts_at=incident.visit_started_at,
+                ends_at=incident.visit_ended_at,
+                location=incident.location,
+                staff_id=incident.staff_id,
+                sort_key=incident.visit_started_at or incident.recorded_at,
+            )
+        entry.incidents.append(incident)
+    for compensation in session.scalars(
+        scoped(select(Compensation).where(Compensation.client_id == client_id), Compensation).order_by(
+            Compensation.created_at.desc(), Compensation.id.desc()
+        )
+    ):
+        entry = entries.get(compensation.booking_id)
+        if entry is not None:
+            entry.compensations.setdefault(compensation.incident_id, []).append(compensation)
+    for followup in session.scalars(
+        scoped(select(FollowUp).where(FollowUp.client_id == client_id), FollowUp).order_by(FollowUp.id)
+    ):
+        entry = entries.get(followup.booking_id)
+        if entry is None:
+            entry = entries[followup.booking_id] = VisitEntry(
+                booking_id=followup.booking_id,
+                starts_at=None,
+                location=followup.location,
+                sort_key=followup.created_at,
+            )
+        entry.followups.append(followup)
+    active: list[Flag] = []
+    past: list[Flag] = []
+    for flag in session.scalars(
+        select(Flag)
+        .where(Flag.client_id == client_id, Flag.status != "void")
+        .order_by(Flag.created_at.desc(), Flag.id.desc())
+    ):
+        if flags.is_active(flag, now):
+            active.append(flag)
+        elif here is None or flag.location == here:
+            past.append(flag)
+        if flag.used_booking_id in entries:
+            entries[flag.used_booking_id].flags_used.append(flag)
+    holds = list(
+        session.scalars(
+            select(BookingHold)
+            .where(BookingHold.client_id == client_id)
+            .order_by(BookingHold.set_at.desc(), BookingHold.id.desc())
+        )
+    )
+    oldest = datetime.min.replace(tzinfo=UTC)
+    visits = sorted(entries.values(), key=lambda v: (v.sort_key or oldest, v.booking_id), reverse=True)
+    return ClientRecord(
+        client_id=client_id,
+        visits=visits,
+        active_flags=active,
+        past_flags=past,
+        hold=next((h for h in holds if h.active), None),
+        holds=holds,
+        show_conduct=permitted(current_app.config, "conduct.view", staff.role),
+    )
