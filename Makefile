@@ -11,3 +11,8 @@ bench:  ## print the benchmarks' side-by-side ratios
 	bash .ci/setup
 	.venv/bin/python benchmarks/booking_page.py
 	.venv/bin/python benchmarks/booking_page.py --db postgresql
+	.venv/bin/python benchmarks/grants.py
+	.venv/bin/python benchmarks/followups.py
+	.venv/bin/python benchmarks/day_list.py --helper bulk
+	.venv/bin/python benchmarks/day_list.py --helper bulk --db postgresql
+	.venv/bin/python benchmarks/journal.py

@@ -130,10 +130,10 @@ class Recovery:
         init_answers(app, prefix)  # the client's answer and unsubscribe pages
 
         from . import i18n
-        from .widgets import render_widget
+        from .widgets import render_badge, render_widget
 
         app.add_template_global(render_widget, "recovery_widget")
-        app.add_template_global(_render_badge, "recovery_badge")
+        app.add_template_global(render_badge, "recovery_badge")
         app.add_template_global(i18n.gettext, "_r")
         app.add_template_global(i18n.ngettext, "ngettext_r")
         app.add_template_global(_template_locale, "recovery_locale")
@@ -245,7 +245,28 @@ class Recovery:
 
     def badge(self, booking: Any) -> Markup:
         """The flag badge's HTML for a booking id or ``Booking`` (same as ``recovery_badge``)."""
-        return _render_badge(booking)
+        from .widgets import render_badge
+
+        return render_badge(booking)
+
+    def badges(self, bookings: Iterable[Any]):
+        """The badges of a whole list at once, by booking id (same as ``recovery_badges``)."""
+        from .widgets import render_badges
+
+        return render_badges(bookings)
+
+    def sync_visits(self, start: datetime, end: datetime) -> int:
+        """Copy the bookings of ``[start, end)`` from the ``bookings_between`` loader into
+        the extension's visit table (ids and times only), for return rates.
+
+        Returns how many bookings were seen. ``flask recovery stats --sync-visits`` does the
+        same for the period it reports.
+        """
+        from .domain import stats
+
+        if self._bookings_between is None:
+            raise RuntimeError("Register a loader with @recovery.bookings_between to sync visits.")
+        return stats.sync_visits(self.session, self._bookings_between, start, end)
 
     # -- privacy ---------------------------------------------------------------------
 
@@ -287,12 +308,6 @@ def _state() -> _State:
 def get_recovery() -> Recovery:
     """The :class:`Recovery` registered on the current app."""
     return _state().recovery
-
-
-def _render_badge(booking: Any) -> Markup:
-    from .widgets import render_badge
-
-    return render_badge(booking)
 
 
 def _select_locale() -> str:
