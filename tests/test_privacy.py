@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flask_recovery import Conflict, NotFound
+from flask_recovery import Conflict
 from flask_recovery.domain import privacy
 from flask_recovery.models import (
     AuditEntry,
@@ -407,7 +407,7 @@ def test_her_vouchers_are_refused_and_others_still_work(app, host, runner, world
     runner.invoke(args=["recovery", "forget-client", ZEN.client_id, "--yes"])
     with app.app_context():
         for code in zen["vouchers"][:2]:
-            with pytest.raises((Conflict, NotFound)):
+            with pytest.raises(Conflict, match="no longer valid"):
                 app.recovery.redeem_voucher(code, later.id)
         redeemed = app.db.session.scalar(sa.select(Compensation).where(Compensation.voucher_code == zen["vouchers"][2]))
         assert redeemed.redeemed_booking_id == later.id  # a used voucher stays a figure
@@ -542,3 +542,28 @@ def test_the_audit_trail_holds_ids_and_codes_only(app, world):
                     value,
                 )
         app.db.session.remove()
+
+
+def test_a_request_left_pending_cannot_give_an_erased_client_a_voucher(app, client, host, runner):
+    host.add_booking("p1", client_id="c-pending", client_name="Perpetua Penn", client_email="pp@client.test")
+    host.login("admin")
+    incident = ok(
+        client.post(f"{API}/bookings/p1/incidents", json={"category": "late", "severity": "major", "description": "x"}),
+        201,
+    )
+    requested = ok(
+        client.post(
+            f"{API}/incidents/{incident['id']}/compensations",
+            json={"kind": "discount", "amount": 900_000, "note": "above the limit"},
+        ),
+        201,
+    )
+    assert requested["status"] == "pending_approval"
+    assert runner.invoke(args=["recovery", "forget-client", "c-pending", "--yes"]).exit_code == 0
+    host.login("manager")
+    refused = client.post(f"{API}/compensations/{requested['id']}/approve", json={})
+    assert refused.status_code == 409 and "erased" in refused.json["error"]["message"]
+    assert client.post(f"{API}/compensations/{requested['id']}/reject", json={}).status_code == 200
+    with app.app_context():
+        row = app.db.session.get(Compensation, requested["id"])
+        assert row.status == "rejected" and row.voucher_code is None

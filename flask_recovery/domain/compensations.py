@@ -24,7 +24,7 @@ from .. import signals
 from ..config import REMEDY_KINDS, authority_for, key
 from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotAllowed, NotFound
-from ..models import BudgetUsage, Compensation, Incident, Notification, utcnow
+from ..models import BudgetUsage, Compensation, Erasure, Incident, Notification, utcnow
 from .audit import audit
 from .incidents import clean_text, get_incident, get_scoped, require_permission
 
@@ -336,6 +336,9 @@ def decide_compensation(
         raise NotAllowed("This is above what your role may approve or reject.")
     now = now or utcnow()
     _begin_write(session)
+    if approve and session.get(Erasure, compensation.client_id) is not None:
+        session.rollback()
+        raise Conflict("This client's data was erased; the request can only be rejected.")
     values: dict[str, Any] = {
         "status": "granted" if approve else "rejected",
         "decided_by": staff.id,
@@ -447,6 +450,8 @@ def redeem_voucher(session: Session, code: Any, booking: Booking, now: datetime 
     now = now or utcnow()
     if compensation.redeemed_at is not None:
         raise VoucherError("This voucher has already been used.")
+    if session.get(Erasure, compensation.client_id) is not None:
+        raise VoucherError("This voucher is no longer valid.")
     if compensation.voucher_expires_at is not None and compensation.voucher_expires_at <= now:
         raise VoucherError("This voucher has expired.")
     if compensation.client_id != booking.client_id:
