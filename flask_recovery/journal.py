@@ -58,11 +58,6 @@ def fmt_duration(minutes: float | None) -> str:
     return _("%(n)s d", n=format_decimal(round(minutes / 1440, 1), locale=_locale()))
 
 
-def _count(singular: str, plural: str, number: int) -> str:
-    """A counted phrase in the right plural form, its number written the locale's way."""
-    return ngettext(singular, plural, number, n=fmt_int(number))
-
-
 def fmt_week(iso: str) -> str:
     return format_date(date.fromisoformat(iso), "d MMM", locale=_locale())
 
@@ -133,8 +128,8 @@ def build_charts(data: dict) -> dict[str, Any]:
         desc = _(
             "%(incidents)s in %(weeks)s. Most often: %(category)s (%(count)s). "
             "Busiest week: from %(week)s (%(busiest)s). The numbers are in the table below.",
-            incidents=_count("%(n)s incident", "%(n)s incidents", incidents["total"]),
-            weeks=_count("%(n)s week", "%(n)s weeks", weeks),
+            incidents=ngettext("%(n)s incident", "%(n)s incidents", incidents["total"], n=fmt_int(incidents["total"])),
+            weeks=ngettext("%(n)s week", "%(n)s weeks", weeks, n=fmt_int(weeks)),
             category=cat_series[top].name,
             count=fmt_int(incidents["by_category"][top]),
             week=fmt_week(busiest["week"]),
@@ -173,7 +168,7 @@ def build_charts(data: dict) -> dict[str, Any]:
         label = _(
             "%(measure)s (%(cases)s)",
             measure=measure_label(measure),
-            cases=_count("%(n)s case", "%(n)s cases", figures["cases"]),
+            cases=ngettext("%(n)s case", "%(n)s cases", figures["cases"], n=fmt_int(figures["cases"])),
         )
         groups.append((label, bars))
         parts.append(
@@ -212,16 +207,14 @@ def build_charts(data: dict) -> dict[str, Any]:
         )
         for b in data["open_cases"]["buckets"]
     ]
+    open_total = data["open_cases"]["total"]
+    open_old = data["open_cases"]["buckets"][-1]["cases"]
     result["open_cases"] = charts.grouped_bars(
         "recovery-chart-open",
         title=_("Open cases by age"),
-        desc=_count("%(n)s case is open now.", "%(n)s cases are open now.", data["open_cases"]["total"])
+        desc=ngettext("%(n)s case is open now.", "%(n)s cases are open now.", open_total, n=fmt_int(open_total))
         + " "
-        + _count(
-            "%(n)s of them for over 30 days.",
-            "%(n)s of them for over 30 days.",
-            data["open_cases"]["buckets"][-1]["cases"],
-        ),
+        + ngettext("%(n)s of them for over 30 days.", "%(n)s of them for over 30 days.", open_old, n=fmt_int(open_old)),
         groups=open_groups,
         tick_format=lambda v: fmt_int(int(v)),
         kind="open_cases",
@@ -289,7 +282,7 @@ def build_charts(data: dict) -> dict[str, Any]:
         title=_("Answers to the check-in mail"),
         desc=_(
             "%(sent)s; %(rate)s answered; of the answers, %(good)s say all good.",
-            sent=_count("%(n)s check-in sent", "%(n)s check-ins sent", sent),
+            sent=ngettext("%(n)s check-in sent", "%(n)s check-ins sent", sent, n=fmt_int(sent)),
             rate=fmt_share(follow["answer_rate"]),
             good=fmt_share(follow["good_share"]),
         ),
