@@ -32,27 +32,24 @@ The figures read only ids, times, categories, amounts, statuses and answers, whi
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select, union_all
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from ..config import CONDUCT_CATEGORY, category_keys, key
-from ..entities import Booking, Staff
+from ..entities import Staff
 from ..errors import InvalidInput, NotFound
 from ..i18n import gettext as _
 from ..models import Compensation, FollowUp, Incident, UTCDateTime, Visit, utcnow
 from .incidents import require_permission
+from .stats_tables import Table, csv_cell, tables, to_csv
+from .visits import sync_visits
 
 #: The default period: this many days, ending today (local).
 DEFAULT_DAYS = 90
@@ -589,201 +586,6 @@ def _plus_days(dialect: str, column, days: int):
     if dialect == "postgresql":
         return column + literal(timedelta(days=days))
     return func.datetime(column, f"+{days} days")
-
-
-# -- visits from the host's bookings_between loader -----------------------------------------
-
-
-def sync_visits(
-    session: Session,
-    loader: Callable[[datetime, datetime], Iterable[Booking]],
-    start: datetime,
-    end: datetime,
-    *,
-    step: timedelta = timedelta(days=7),
-    batch: int = 1000,
-) -> int:
-    """Copy the host's bookings in ``[start, end)`` into ``recovery_visits`` (ids and times only).
-
-    Calls ``loader`` one week at a time and upserts in batches (``INSERT ... ON CONFLICT
-    DO UPDATE``), so it is a few statements per thousand bookings, never one per page
-    view. The host's status wins; a ``completed_at`` already recorded by
-    ``visit_completed`` is kept. Returns the number of bookings seen. Run it from cron
-    (``flask recovery stats --sync-visits``) when the host does not call
-    ``booking_created`` / ``visit_completed``.
-    """
-    dialect = _dialect(session)
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"sync_visits supports PostgreSQL and SQLite, not {dialect}")
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    now = utcnow()
-    seen = 0
-    cursor = start
-    while cursor < end:
-        window_end = min(cursor + step, end)
-        rows: list[dict[str, Any]] = []
-        for booking in loader(cursor, window_end):
-            if not isinstance(booking, Booking):
-                raise TypeError(f"bookings_between must yield flask_recovery.Booking, not {type(booking)!r}")
-            rows.append(
-                {
-                    "booking_id": booking.id,
-                    "client_id": booking.client_id,
-                    "location": booking.location,
-                    "staff_id": booking.staff_id,
-                    "starts_at": booking.starts_at,
-                    "ends_at": booking.ends_at,
-                    "status": booking.status,
-                    "created_at": now,
-                    "completed_at": booking.ends_at if booking.status == "completed" else None,
-                }
-            )
-        seen += len(rows)
-        for offset in range(0, len(rows), batch):
-            stmt = insert(Visit).values(rows[offset : offset + batch])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[Visit.booking_id],
-                set_={
-                    "client_id": stmt.excluded.client_id,
-                    "location": stmt.excluded.location,
-                    "staff_id": stmt.excluded.staff_id,
-                    "starts_at": stmt.excluded.starts_at,
-                    "ends_at": stmt.excluded.ends_at,
-                    "status": stmt.excluded.status,
-                    "completed_at": func.coalesce(Visit.completed_at, stmt.excluded.completed_at),
-                },
-            )
-            session.execute(stmt)
-        session.commit()
-        cursor = window_end
-    return seen
-
-
-# -- tables and CSV ---------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """One figure as a table: column keys, translated headers, rows of plain values."""
-
-    name: str
-    title: str
-    columns: list[str]
-    headers: list[str]
-    rows: list[list[Any]] = field(default_factory=list)
-
-
-def tables(data: dict, labels: Callable[[str], str] | None = None) -> dict[str, Table]:
-    """Every figure of :func:`journal`'s ``data`` as a :class:`Table` (for CSV and the CLI).
-
-    ``labels`` turns a category key into its label (default: the key itself).
-    """
-    label = labels or (lambda c: c)
-    incidents = data["incidents"]
-    categories = incidents["categories"]
-    result: dict[str, Table] = {}
-
-    weekly = Table(
-        "weekly",
-        _("Incidents per week"),
-        ["week", "category", "category_label", "incidents"],
-        [_("Week from"), _("Category"), _("Category name"), _("Incidents")],
-    )
-    for week in incidents["weeks"]:
-        for category in categories:
-            weekly.rows.append([week["week"], category, label(category), week["counts"].get(category, 0)])
-    result["weekly"] = weekly
-
-    monthly = Table(
-        "monthly",
-        _("Incidents per month"),
-        ["month", "category", "category_label", "incidents"],
-        [_("Month"), _("Category"), _("Category name"), _("Incidents")],
-    )
-    for month in incidents["months"]:
-        for category in categories:
-            monthly.rows.append([month["month"], category, label(category), month["counts"].get(category, 0)])
-    result["monthly"] = monthly
-
-    speed = Table(
-        "speed",
-        _("Minutes from the visit's end"),
-        ["measure", "cases", "median_minutes", "p90_minutes"],
-        [_("Measure"), _("Cases"), _("Median, minutes"), _("90th percentile, minutes")],
-    )
-    for measure in ("recognition", "resolution"):
-        figures = data["speed"][measure]
-        speed.rows.append([measure, figures["cases"], figures["median_minutes"], figures["p90_minutes"]])
-    result["speed"] = speed
-
-    open_cases = Table("open_cases", _("Open cases by age"), ["age", "cases"], [_("Age"), _("Cases")])
-    for bucket in data["open_cases"]["buckets"]:
-        open_cases.rows.append([bucket["bucket"], bucket["cases"]])
-    result["open_cases"] = open_cases
-
-    spend = Table(
-        "spend",
-        _("Compensation spend per month"),
-        ["month", "grants", "spent", "budget", "left", "currency"],
-        [_("Month"), _("Remedies granted"), _("Spent (minor units)"), _("Budget"), _("Left"), _("Currency")],
-    )
-    for month in data["spend"]["months"]:
-        spend.rows.append(
-            [month["month"], month["grants"], month["spent"], month["budget"], month["left"], data["currency"]]
-        )
-    result["spend"] = spend
-
-    follow = data["followups"]
-    followups = Table(
-        "followups",
-        _("Check-in answers"),
-        ["sent", "answered", "good", "not_right", "answer_rate", "good_share"],
-        [_("Sent"), _("Answered"), _("All good"), _("Still not right"), _("Answer rate"), _("Share of all good")],
-        [[follow[c] for c in ("sent", "answered", "good", "not_right", "answer_rate", "good_share")]],
-    )
-    result["followups"] = followups
-
-    returns = Table(
-        "returns",
-        _("Booked again"),
-        ["group", "days", "clients", "returned", "rate"],
-        [_("Clients"), _("Within days"), _("Clients counted"), _("Booked again"), _("Rate")],
-    )
-    for group in ("with_incident", "without_incident"):
-        for days in data["returns"]["windows"]:
-            figures = data["returns"][group][str(days)]
-            returns.rows.append([group, days, figures["clients"], figures["returned"], figures["rate"]])
-    result["returns"] = returns
-    return result
-
-
-def csv_cell(value: Any) -> Any:
-    """A value safe for a spreadsheet: text that starts like a formula gets a leading quote."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def to_csv(table_list: Iterable[Table], *, long: bool = False) -> str:
-    """CSV text of one table (its columns as the header) or, with ``long``, of several in one
-    long format: ``figure, row, column, value``."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    table_list = list(table_list)
-    if long:
-        writer.writerow(["figure", "row", "column", "value"])
-        for table in table_list:
-            for number, row in enumerate(table.rows, start=1):
-                for column, value in zip(table.columns, row, strict=True):
-                    writer.writerow([table.name, number, column, csv_cell(value)])
-    else:
-        for table in table_list:
-            writer.writerow(table.columns)
-            for row in table.rows:
-                writer.writerow([csv_cell(value) for value in row])
-    return out.getvalue()
 
 
 def locations(session: Session) -> list[str]:
