@@ -314,12 +314,15 @@ def _select_locale() -> str:
     """Default locale selector when the host has no Flask-Babel of its own."""
     locales = list(current_app.config[cfg.key("LOCALES")])
     if has_request_context():
-        chosen = request.args.get("lang")
-        if chosen in locales:
-            return chosen
-        match = request.accept_languages.best_match(locales)
-        if match:
-            return match
+        # look before parsing: most requests carry neither (parsing costs on every page)
+        if b"lang=" in request.query_string:
+            chosen = request.args.get("lang")
+            if chosen in locales:
+                return chosen
+        if "Accept-Language" in request.headers:
+            match = request.accept_languages.best_match(locales)
+            if match:
+                return match
     return current_app.config[cfg.key("DEFAULT_LOCALE")]
 
 

@@ -55,6 +55,18 @@ def _not_ours() -> bool:
     return request.blueprint != BLUEPRINT or not current_app.config[key("RATE_LIMIT_ENABLED")]
 
 
+def _scope_hooks_to_links(app: Flask, limiter: Limiter) -> None:
+    """Run the limiter's request hooks for the link pages only, not for every request of the
+    host's app (``init_app`` adds them app-wide; here they move to the blueprint's own hooks,
+    which is what ``bp.before_request`` would do, refused by Flask once it is registered)."""
+    for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        app_wide = hooks.get(None, [])
+        ours = [f for f in app_wide if getattr(f, "__self__", None) is limiter or limiter in getattr(f, "args", ())]
+        for f in ours:
+            app_wide.remove(f)
+        hooks.setdefault(BLUEPRINT, []).extend(ours)
+
+
 def init_rate_limits(app: Flask) -> Limiter:
     """Limit the client's link pages on ``app``; returns the extension's ``Limiter``.
 
@@ -74,5 +86,6 @@ def init_rate_limits(app: Flask) -> Limiter:
     settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": storage_uri}
     limiter.init_app(_OwnSettings(app, settings))  # type: ignore[arg-type]
     limiter.shared_limit(_limit, scope="links")(app.blueprints[BLUEPRINT])
+    _scope_hooks_to_links(app, limiter)
     app.extensions["recovery"].extra["limiter"] = limiter
     return limiter

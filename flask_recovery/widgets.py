@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from decimal import Decimal
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -13,7 +16,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_currency, get_currency_precision
 from flask import current_app, g, render_template, request, url_for
 from flask_babel import get_locale
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .config import category_keys, key, permitted
 from .domain import flags
@@ -264,11 +267,59 @@ def render_widget(booking_id: Any) -> Markup:
 
 _EMPTY = Markup("")
 
+#: The badge template a host may override (keep the macro ``badge(kind, label, reason, url)``).
+_BADGE_TEMPLATE = "recovery/_badge.html"
+#: The packaged one. While the host has not overridden it, badges are drawn from
+#: :func:`_badge_parts` (the same HTML, byte for byte, as tests check; no macro call per badge).
+_OWN_BADGE_TEMPLATE = os.path.normcase(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "recovery", "_badge.html")
+)
+#: The badge's words and fixed HTML by locale (and link or not): translated once per process.
+_BADGE_WORDS: dict[tuple[str, bool], tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str, str]]]] = {}
+
+
+def _badge_parts(kind: str, label: str, link: bool) -> tuple[str, str, str]:
+    """The fixed HTML around a badge's url and reason, as ``_badge.html`` writes it:
+    ``head + url + '" title="' + reason + middle + reason + tail``, or
+    ``head + reason + middle + reason + tail`` without a link."""
+    kind_html, label_html = escape(kind), escape(label)
+    icon = "⚠" if kind == "conduct" else "★"
+    root = f'class="recovery-badge recovery-badge-{kind_html}" data-recovery-flag="{kind_html}"'
+    head = f'<a {root} href="' if link else f'<span {root} tabindex="0" title="'
+    middle = (
+        f'"><span class="recovery-badge-icon" aria-hidden="true">{icon}</span> <span class="recovery-badge-label">'
+        f'{label_html}<span class="recovery-visually-hidden">:</span></span> <span class="recovery-badge-reason">'
+    )
+    return head, middle, "</span></a>" if link else "</span></span>"
+
+
+def _badge_words(link: bool) -> tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str, str]]]:
+    """Labels, titles and fixed HTML of the badge in this request's locale."""
+    locale = str(get_locale())
+    words = _BADGE_WORDS.get((locale, link))
+    if words is None:
+        labels = {kind: flag_label(kind) for kind in flags.FLAG_TYPES}
+        titles = {kind: flag_title(kind) for kind in flags.FLAG_TYPES}
+        parts = {kind: _badge_parts(kind, label, link) for kind, label in labels.items()}
+        words = _BADGE_WORDS[locale, link] = (labels, titles, parts)
+    return words
+
+
+def _is_packaged(template: Any) -> bool:
+    """Whether ``template`` is the extension's own ``_badge.html`` (not a host's override)."""
+    filename = template.filename
+    return filename is not None and os.path.normcase(os.path.abspath(filename)) == _OWN_BADGE_TEMPLATE
+
+
+def _quoted(value: str) -> str:
+    """``value`` as one URL path segment or query value (letters and digits need nothing)."""
+    return value if value.isascii() and value.isalnum() else quote(value, safe="")
+
 
 class _Viewer:
     """Who looks at this request's badges, worked out once (at the first badge)."""
 
-    __slots__ = ("staff", "location", "show_conduct", "can_open", "session", "rendering")
+    __slots__ = ("staff", "location", "show_conduct", "can_open", "session", "words", "prefix", "macro")
 
     def __init__(self) -> None:
         recovery = get_recovery()
@@ -276,30 +327,87 @@ class _Viewer:
         self.staff = staff
         self.location = staff.location if staff is not None else None
         self.session = recovery.session
-        self.rendering: dict[str, Any] | None = None  # filled at the first badge that shows
+        self.words: tuple | None = None  # filled at the first badge that shows
         if staff is not None:
             config = current_app.config
             self.show_conduct = permitted(config, "conduct.view", staff.role)
             self.can_open = permitted(config, "client.view", staff.role)
 
+    def draw(self, booking: Any, client_id: str, found: tuple) -> Markup:
+        """The badge of ``booking`` (a ``Booking`` or host row) whose client has the active
+        flags ``found``; empty outside the viewer's location or when none is for it."""
+        if self.location is not None and getattr(booking, "location", None) != self.location:
+            return _EMPTY
+        booking_id, ends_at = booking.id, booking.ends_at
+        if booking_id.__class__ is not str:
+            booking_id = str(booking_id)
+        if ends_at is not None and ends_at.utcoffset() is None:
+            raise ValueError(f"recovery_badge: ends_at of booking {booking_id!r} must be timezone-aware")
+        applies = flags.applies
+        if len(found) == 1:  # the common case: one flag, and its reason
+            flag = found[0]
+            if not applies(flag, booking_id, ends_at):
+                return _EMPTY
+            kind = flags.display_type(found)
+            return self.render(kind, flags.shown_reason(flag, self.show_conduct) or "", client_id, booking_id)
+        shown = [flag for flag in found if applies(flag, booking_id, ends_at)]
+        if not shown:
+            return _EMPTY
+        kind = flags.display_type(shown)
+        reasons: list[str] = []
+        for flag in shown:
+            if flag.type == kind:
+                reason = flags.shown_reason(flag, self.show_conduct)
+                if reason and reason not in reasons:
+                    reasons.append(reason)
+        return self.render(kind, " · ".join(reasons), client_id, booking_id)
+
     def render(self, kind: str, reason: str, client_id: str, booking_id: str) -> Markup:
         """The badge's HTML (the first one of the request links the stylesheet too)."""
-        first = self.rendering is None
+        first = self.words is None
         if first:
-            self.rendering = {
-                "macro": current_app.jinja_env.get_template("recovery/_badge.html").module.badge,
-                # "/recovery/clients/" once; each badge adds its client (no url_for per badge)
-                "prefix": url_for("recovery.client", client_id="x")[:-1] if self.can_open else None,
-                "labels": {k: (flag_label(k), flag_title(k)) for k in flags.FLAG_TYPES},
-            }
-        label, title = self.rendering["labels"][kind]
-        prefix = self.rendering["prefix"]
-        url = f"{prefix}{quote(client_id, safe='')}?booking={quote(booking_id, safe='')}" if prefix else None
-        html = self.rendering["macro"](kind, label, reason or title, url)
-        if first:
-            stylesheet = url_for("recovery.static", filename="recovery.css")
-            return Markup('<link rel="stylesheet" href="{}">').format(stylesheet) + html
+            self.words = _badge_words(self.can_open)
+            # "/recovery/clients/" once; each badge adds its client (no url_for per badge)
+            self.prefix = url_for("recovery.client", client_id="x")[:-1] if self.can_open else None
+            template = current_app.jinja_env.get_template(_BADGE_TEMPLATE)
+            self.macro = None if _is_packaged(template) else template.module.badge  # the host's own badge
+        labels, titles, parts = self.words
+        reason = reason or titles[kind]
+        prefix = self.prefix
+        if self.macro is not None:
+            url = f"{prefix}{_quoted(client_id)}?booking={_quoted(booking_id)}" if prefix is not None else None
+            html = self.macro(kind, labels[kind], reason, url)
+        else:
+            head, middle, tail = parts[kind]
+            text = escape(reason)
+            if prefix is None:
+                html = Markup("".join((head, text, middle, text, tail)))
+            else:  # the quoted ids need no HTML escaping; the prefix is escaped as the template would
+                url = (escape(prefix), _quoted(client_id), "?booking=", _quoted(booking_id), '" title="')
+                html = Markup("".join((head, *url, text, middle, text, tail)))
+        if first:  # the stylesheet with the first badge of the request
+            stylesheet = escape(url_for("recovery.static", filename="recovery.css"))
+            return Markup("".join(('<link rel="stylesheet" href="', stylesheet, '">', html)))
         return html
+
+
+def _viewer(cache: flags.BadgeCache) -> _Viewer:
+    viewer = cache.viewer
+    if viewer is None:
+        viewer = cache.viewer = _Viewer()
+    return viewer
+
+
+def _booking_of(cache: flags.BadgeCache, booking_id: Any) -> Any:
+    """What a bare booking id stands for: the ref ``flags_for_bookings`` kept, or the host's
+    booking (its loader); ``None`` when unknown."""
+    ref = cache.refs.get(str(booking_id))
+    if ref is not None:
+        return ref
+    try:
+        return get_recovery().load_booking(booking_id)
+    except NotFound:
+        return None
 
 
 def render_badge(booking: Any) -> Markup:
@@ -314,85 +422,102 @@ def render_badge(booking: Any) -> Markup:
     (conduct wins), with the reason in ``title`` (hover) and in visually hidden text
     (screen readers) that shows on keyboard focus. The first badge of a request loads the
     flags of every client at once (unless :meth:`Recovery.flags_for_bookings` did), so a
-    page of 200 badges costs one query.
+    page of 200 badges costs one query. For a long list :func:`render_badges` is cheaper.
     """
     cache = g.get("_recovery_badges") or flags.badge_cache()
-    viewer = cache.viewer
-    if viewer is None:
-        viewer = cache.viewer = _Viewer()
+    viewer = cache.viewer or _viewer(cache)
     if viewer.staff is None:
         return _EMPTY
-    if not (isinstance(booking, Booking) or hasattr(booking, "client_id")):
-        ref = cache.refs.get(str(booking))
-        if ref is None:
-            try:
-                ref = get_recovery().load_booking(booking)
-            except NotFound:
-                return _EMPTY
-        booking = ref
+    try:
+        client_id = booking.client_id
+    except AttributeError:  # a bare booking id
+        booking = _booking_of(cache, booking)
+        if booking is None:
+            return _EMPTY
+        client_id = booking.client_id
+    if client_id.__class__ is not str:
+        client_id = str(client_id)
     # the fast path first: most clients of a day list have no flag
-    client_id = booking.client_id if isinstance(booking.client_id, str) else str(booking.client_id)
     found = cache.by_client.get(client_id)
-    if found is None:
-        found = cache.flags_of(viewer.session, client_id)
     if not found:
-        return _EMPTY
-    if viewer.location is not None and getattr(booking, "location", None) != viewer.location:
-        return _EMPTY
-    booking_id, ends_at = str(booking.id), booking.ends_at
-    if ends_at is not None and (ends_at.tzinfo is None or ends_at.utcoffset() is None):
-        raise ValueError(f"recovery_badge: ends_at of booking {booking_id!r} must be timezone-aware")
-    shown = [f for f in found if flags.applies(f, booking_id, ends_at)]
-    if not shown:
-        return _EMPTY
-    kind = flags.display_type(shown)
-    reasons: list[str] = []
-    for flag in shown:
-        reason = flags.shown_reason(flag, viewer.show_conduct)
-        if flag.type == kind and reason and reason not in reasons:
-            reasons.append(reason)
-    return viewer.render(kind, " · ".join(reasons), client_id, booking_id)
+        if found is not None or cache.complete:
+            return _EMPTY
+        found = cache.flags_of(viewer.session, client_id)
+        if not found:
+            return _EMPTY
+    return viewer.draw(booking, client_id, found)
 
 
-def _client_of(item: Any) -> str | None:
-    """The client id of a ``Booking`` or a host row, ``None`` for a bare id."""
-    if isinstance(item, Booking):
+_CLIENT_ID = attrgetter("client_id")
+
+
+def _client_of(item: Any) -> Any:
+    """The client id of a ``Booking`` or a host row (as it comes), ``None`` for a bare id."""
+    try:
         return item.client_id
-    if hasattr(item, "client_id"):
-        return str(item.client_id)
-    return None
+    except AttributeError:
+        return None
 
 
 class BadgeMap(dict):
-    """Badges by booking id: ``badges[booking.id]`` (an int id works too); ``""`` for none."""
+    """Badges by booking id: ``badges[row.id]``, ``""`` for a booking without one.
+
+    Only bookings with a badge are keys (``{% if row.id in badges %}`` skips the others),
+    each under its id as it came, as a string, and a string of digits as an int too: a
+    host's ``row.id`` finds the badge of its ``Booking`` (``id="12"``) and the other way round.
+    """
 
     def __missing__(self, key: Any) -> Markup:
-        if not isinstance(key, str):
-            return self.get(str(key), _EMPTY)
-        return _EMPTY
+        if key.__class__ is str:
+            return _EMPTY
+        return self.get(str(key), _EMPTY)
+
+    def put(self, key: Any, html: Markup) -> None:
+        """File ``html`` under ``key``, ``str(key)`` and, for a string of digits, its int."""
+        self[key] = html
+        text = key if key.__class__ is str else str(key)
+        self[text] = html
+        if text.isdecimal() and text.isascii() and str(int(text)) == text:
+            self[int(text)] = html
 
 
 def render_badges(bookings: Any) -> BadgeMap:
-    """``{% set badges = recovery_badges(bookings) %}`` … ``{{ badges[booking.id] }}``.
+    """``{% set badges = recovery_badges(rows) %}`` … ``{{ badges[row.id] }}``.
 
     The badges of a whole list at once (``Booking`` objects, the host's own rows with
     ``id``, ``client_id`` and ``ends_at``, or ids): one query, and no call per row for
     the many bookings without a flag. Each badge is the one :func:`render_badge` draws.
+    For a long list the cheapest form in the row is ``{% if row.id in badges %}
+    {{ badges[row.id] }}{% endif %}`` (``benchmarks/day_list.py`` measures both).
     """
     cache = g.get("_recovery_badges") or flags.badge_cache()
-    if cache.viewer is None:
-        cache.viewer = _Viewer()
+    viewer = cache.viewer or _viewer(cache)
     badges = BadgeMap()
-    if cache.viewer.staff is None:
+    if viewer.staff is None:
         return badges
-    items = [(item, _client_of(item)) for item in bookings]
-    if not cache.complete and any(c is None or c not in cache.by_client for _, c in items):
-        cache.load_all(cache.viewer.session)  # one query for every client of the list
-    by_client = cache.by_client
-    for item, client_id in items:
-        if client_id is not None and not by_client.get(client_id):
-            continue  # the common case: no flag, no work
-        html = render_badge(item)
+    items = bookings if isinstance(bookings, list) else list(bookings)
+    try:  # the host's rows or Booking objects: every client id without a call per row
+        clients = list(map(_CLIENT_ID, items))
+    except AttributeError:  # bare ids among them
+        clients = [_client_of(item) for item in items]
+    if not cache.complete:
+        known = cache.by_client  # what flags_for_bookings (or an earlier badge) loaded
+        if not known or None in clients or not all(str(c) in known for c in clients):
+            cache.load_all(viewer.session)  # one query for every client of the list
+    lookup = cache.lookup(clients)
+    for index in compress(range(len(items)), map(lookup.get, clients)):  # the few with an active flag
+        item = items[index]
+        key = item.id
+        if key in badges:
+            continue  # listed twice: keep the first (it may carry the stylesheet)
+        client_id = clients[index]
+        html = viewer.draw(item, str(client_id), lookup[client_id])
         if html:
-            badges[str(item.id) if hasattr(item, "id") else str(item)] = html
+            badges.put(key, html)
+    if None in clients:  # bare ids: as recovery_badge draws them (refs or the host's loader)
+        for item, client_id in zip(items, clients, strict=True):
+            if client_id is None and item not in badges:
+                html = render_badge(item)
+                if html:
+                    badges.put(item, html)
     return badges

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from flask import render_template_string
+from jinja2 import DictLoader
 from sqlalchemy import event
 
 from flask_recovery import domain
 from flask_recovery.domain import flags
+from flask_recovery.models import Flag
+
+from .conftest import make_app
 
 DAY_LIST = (
     "<ul>{% for b in bookings %}"
@@ -222,3 +227,124 @@ def test_200_badges_cost_the_queries_of_one(app, host, day_list, query):
     assert len(re.findall(r'<li data-id="d\d+">', html)) == 200
     assert len(re.findall(r'data-recovery-flag="vip"', html)) == 20
     assert len(many) == len(one) <= 2, (one, many)
+
+
+# -- the badge drawn without a macro call, and a host's own badge template ------------------
+
+BADGE_SOURCE = (Path(flags.__file__).parent.parent / "templates" / "recovery" / "_badge.html").read_text()
+
+
+def _override_badge(app, source):
+    """The host ships its own ``recovery/_badge.html`` (its loader comes before the extension's)."""
+    app.jinja_loader = DictLoader({"recovery/_badge.html": source})
+
+
+@pytest.mark.parametrize("role", ["admin", "master"])
+@pytest.mark.config(RECOVERY_PERMISSIONS={"client.view": ["admin", "manager"]})
+def test_a_host_copy_of_the_badge_template_draws_the_same_page_as_the_packaged_one(app, host, db_url, role):
+    """The packaged badge is drawn in Python (no macro call per badge): byte for byte what the
+    template draws, for a link and a plain badge, vip and conduct, and text that needs escaping."""
+    flag_client(app, host)
+    flag_client(app, host, client_id='c/2&"x"', category="client_conduct", severity="major", description="Rude")
+    with app.app_context():
+        flags.set_flag(app.db.session, "c1", host.login("manager"), type="vip", reason="Tea <b>&</b> 'biscuits'")
+    upcoming(host, "b1")
+    upcoming(host, "b 2/&", client_id='c/2&"x"')
+    host.login(role)
+    packaged = day_list_page(app, host)
+    if role == "admin":  # client.view: a link, the ids quoted into it
+        assert 'href="/recovery/clients/c%2F2%26%22x%22?booking=b%202%2F%26"' in packaged
+    else:  # no client.view: a focusable span, no link
+        assert 'href="/recovery/clients' not in packaged and packaged.count('tabindex="0"') == 2
+    assert "Tea &lt;b&gt;&amp;&lt;/b&gt; &#39;biscuits&#39;" in packaged
+    assert packaged.count('data-recovery-flag="vip"') == 1 and packaged.count('data-recovery-flag="conduct"') == 1
+
+    other = make_app(db_url, app.config, host)
+    _override_badge(other, BADGE_SOURCE)  # the same source, but the host's file: drawn by the macro
+    try:
+        assert day_list_page(other, host) == packaged
+    finally:
+        with other.app_context():
+            other.db.engine.dispose()
+
+
+def day_list_page(app, host, bulk=False):
+    with app.test_request_context():
+        bookings = [b for b in host.bookings.values() if not b.id.startswith("past-")]
+        return render_template_string(DAY_LIST_BULK if bulk else DAY_LIST, bookings=bookings)
+
+
+def test_a_host_badge_template_is_used_and_still_escapes_the_reason(app, host):
+    _override_badge(
+        app,
+        '{% macro badge(kind, label, reason, url) %}<mark data-recovery-flag="{{ kind }}">{{ label }}: {{ reason }}'
+        "</mark>{% endmacro %}",
+    )
+    flag_client(app, host)
+    with app.app_context():
+        flags.set_flag(app.db.session, "c1", host.login("manager"), type="vip", reason="<script>x()</script>")
+    upcoming(host, "b2")
+    host.login("admin")
+    for bulk in (False, True):
+        badge = dict(badges(day_list_page(app, host, bulk=bulk)))["b2"]
+        assert '<mark data-recovery-flag="vip">VIP: ' in badge and "recovery-badge" not in badge
+        assert "&lt;script&gt;x()&lt;/script&gt;" in badge and "<script>" not in badge
+
+
+class Row:
+    """A host's own row: integer ids, as many hosts have them."""
+
+    def __init__(self, id, client_id, ends_at, location=None):  # noqa: A002
+        self.id, self.client_id, self.ends_at, self.location = id, client_id, ends_at, location
+
+
+def test_rows_with_integer_ids_find_their_clients_flags_exactly(app, host):
+    """An integer client id 7 is the client "7" (as ``str(7)``), never "007"."""
+    flag_client(app, host, client_id="7")
+    flag_client(app, host, client_id="008")
+    later = datetime.now(UTC) + timedelta(days=1)
+    rows = [Row(1, 7, later), Row(2, 8, later), Row(3, 9, later), Row(4, "008", later)]
+    host.login("admin")
+    with app.test_request_context():
+        page = render_template_string(
+            "{% set badges = recovery_badges(rows) %}{% for row in rows %}"
+            "<li>{{ row.id }}:{% if row.id in badges %}{{ badges[row.id] }}{% endif %}|{{ badges[row.id] }}</li>"
+            "{% endfor %}{% for row in rows %}<p>{{ recovery_badge(row) }}</p>{% endfor %}",
+            rows=rows,
+        )
+    shown = re.findall(r"<li>(\d):(.*?)\|(.*?)</li>", page, re.S)
+    assert [(n, "data-recovery-flag" in a, a == b) for n, a, b in shown] == [
+        ("1", True, True),
+        ("2", False, True),
+        ("3", False, True),
+        ("4", True, True),
+    ]
+    each = re.findall(r"<p>(.*?)</p>", page, re.S)
+    assert ["data-recovery-flag" in p for p in each] == [True, False, False, True]
+    assert 'href="/recovery/clients/7?booking=1"' in page and 'href="/recovery/clients/008?booking=4"' in page
+
+
+def test_a_flag_added_in_this_request_and_not_yet_flushed_shows(app, host):
+    """The badges read on the session's own connection, after its autoflush."""
+    upcoming(host, "b5", client_id="c5")
+    host.login("admin")
+    with app.test_request_context():
+        app.db.session.add(Flag(client_id="c5", type="vip", reason="Added a moment ago", source="manual"))
+        drawn = app.recovery.badges([host.bookings["b5"]])
+        assert "Added a moment ago" in drawn["b5"]
+        app.db.session.rollback()
+
+
+def test_a_list_of_ids_rows_and_bookings_together(app, host):
+    flag_client(app, host)
+    upcoming(host, "b1")
+    upcoming(host, "12")
+    upcoming(host, "b3", client_id="c3")
+    later = datetime.now(UTC) + timedelta(days=1)
+    host.login("admin")
+    with app.test_request_context():
+        drawn = app.recovery.badges(["b1", host.bookings["12"], Row(77, "c1", later), "b3", "nope"])
+        assert all('data-recovery-flag="vip"' in drawn[key] for key in ("b1", "12", 12, 77, "77"))
+        assert 12 in drawn and "77" in drawn  # the host's int row.id finds its Booking's badge
+        assert drawn["b3"] == drawn["nope"] == drawn[78] == "" and "b3" not in drawn and 78 not in drawn
+        assert "".join(drawn[key] for key in ("b1", "12", 77)).count("recovery.css") == 1

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from babel.numbers import format_currency, get_currency_precision
 from flask import current_app, g, has_app_context
@@ -232,8 +232,7 @@ def flags_for_bookings(session: Session, bookings: Iterable[str | Booking]) -> d
 # -- the per-request cache the badge uses ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BadgeFlag:
+class BadgeFlag(NamedTuple):
     """A flag as the badge needs it (a plain copy: no lazy loads after a commit)."""
 
     id: int
@@ -253,15 +252,19 @@ class BadgeCache:
     few, since the next visit uses them up and ``RECOVERY_VIP_DAYS`` ends them).
     """
 
+    __slots__ = ("by_client", "refs", "complete", "viewer", "_by_int")
+
     def __init__(self) -> None:
         self.by_client: dict[str, tuple[BadgeFlag, ...]] = {}
         self.refs: dict[str, _Ref] = {}
         self.complete = False
         self.viewer: Any = None  # the badge helper's per-request view of the staff member
+        self._by_int: dict[Any, tuple[BadgeFlag, ...]] | None = None
 
     def remember(self, by_client: dict[str, list[Flag]], refs: Iterable[_Ref]) -> None:
         for client_id, flags in by_client.items():
             self.by_client[client_id] = tuple(_copy(f) for f in flags)
+        self._by_int = None
         for ref in refs:
             self.refs[ref.id] = ref
 
@@ -274,22 +277,52 @@ class BadgeCache:
             found = self.by_client.get(client_id)
         return found or ()
 
+    def lookup(self, client_ids: list[Any]) -> dict[Any, tuple[BadgeFlag, ...]]:
+        """Flags by client id as ``client_ids`` hold them, so a list of the host's rows needs
+        no ``str()`` per row: string ids as they are; a host's integer ids through the
+        clients whose id is exactly ``str()`` of an integer; anything else by its ``str()``."""
+        kinds = set(map(type, client_ids))
+        kinds.discard(type(None))  # bare booking ids: nothing to look up
+        if kinds <= {str}:
+            return self.by_client
+        if kinds <= {str, int}:
+            if self._by_int is None:
+                self._by_int = dict(self.by_client)
+                for client_id, flags in self.by_client.items():
+                    try:
+                        number = int(client_id)
+                    except ValueError:
+                        continue
+                    if str(number) == client_id:  # what str(number) would find, no more
+                        self._by_int[number] = flags
+            return self._by_int
+        by_client = self.by_client
+        return {c: by_client.get(str(c), ()) for c in client_ids if c is not None}
+
     def load_all(self, session: Session) -> None:
-        """Load every active flag (one query); clients already known keep theirs."""
-        rows = session.execute(_ALL_ACTIVE, {"now": utcnow()})
+        """Load every active flag (one query); clients already known keep theirs.
+
+        A Core query on the session's own connection (same transaction, so it sees what the
+        session wrote): a day list pays for the query, not for the ORM around it.
+        """
+        if session.autoflush:
+            session.flush()  # as session.execute would: a flag added but not flushed counts
+        rows = session.connection(bind_arguments={"mapper": Flag}).execute(_ALL_ACTIVE, {"now": utcnow()})
         loaded: dict[str, list[BadgeFlag]] = {}
-        for row in rows:
-            loaded.setdefault(row.client_id, []).append(BadgeFlag(*row))
+        for flag in map(BadgeFlag._make, rows):
+            loaded.setdefault(flag.client_id, []).append(flag)
         for client_id, flags in loaded.items():
             self.by_client.setdefault(client_id, tuple(flags))
         self.complete = True
+        self._by_int = None
 
 
+_FLAGS = Flag.__table__.c  # Core columns: no ORM layer around the query
 #: Every active flag, as the badge needs it (built once: a page pays only for the query).
 _ALL_ACTIVE = (
-    select(Flag.id, Flag.client_id, Flag.type, Flag.reason, Flag.source, Flag.booking_id, Flag.created_at)
-    .where(Flag.status == "active", or_(Flag.expires_at.is_(None), Flag.expires_at > bindparam("now")))
-    .order_by(Flag.created_at, Flag.id)
+    select(_FLAGS.id, _FLAGS.client_id, _FLAGS.type, _FLAGS.reason, _FLAGS.source, _FLAGS.booking_id, _FLAGS.created_at)
+    .where(_FLAGS.status == "active", or_(_FLAGS.expires_at.is_(None), _FLAGS.expires_at > bindparam("now")))
+    .order_by(_FLAGS.created_at, _FLAGS.id)
 )
 
 
