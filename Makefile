@@ -15,4 +15,6 @@ bench:  ## print the benchmarks' side-by-side ratios
 	.venv/bin/python benchmarks/followups.py
 	.venv/bin/python benchmarks/day_list.py --helper bulk
 	.venv/bin/python benchmarks/day_list.py --helper bulk --db postgresql
+	.venv/bin/python benchmarks/day_list_example.py
+	.venv/bin/python benchmarks/day_list_example.py --db postgresql
 	.venv/bin/python benchmarks/journal.py

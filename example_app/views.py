@@ -80,9 +80,6 @@ def day():
         .all()
     )
     pairs = [(row, to_booking(row)) for row in rows]
-    if current_staff() is not None:
-        # One query for every badge on the page (recovery_badge would batch on its own too).
-        recovery.flags_for_bookings(booking for _, booking in pairs)
     return render_template(
         "salon/day.html",
         day=the_day,
