@@ -2,10 +2,13 @@
 
 Planning turns resolved incidents (and, with ``RECOVERY_FOLLOWUP_ALL_VISITS``, completed
 visits) into ``recovery_followups`` rows, one per booking and kind (a unique constraint
-makes planning idempotent and safe to run from several processes). Dispatching leases
-due rows in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
-IMMEDIATE`` on SQLite), sends them outside any transaction over one SMTP connection with a
-socket timeout, and marks each row sent only if its lease is still the run's own.
+makes planning idempotent and safe to run from several processes); nothing is planned for
+a client erased with ``forget-client``. Dispatching leases due rows in a short transaction
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), renders them
+(what a batch's mails share is worked out once: :class:`~flask_recovery.followup_mail.MailBatch`),
+sends them outside any transaction over one SMTP connection with a socket timeout, and
+marks each row sent only if its lease is still the run's own, committed before the server
+is handed the next message (:mod:`flask_recovery.outbox`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from flask_mail import Message
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,8 +32,9 @@ from .config import key
 from .entities import Booking
 from .errors import NotFound
 from .extension import get_recovery
-from .models import FollowUp, Incident, Unsubscribe, utcnow
-from .outbox import claim_rows, finish_row
+from .mail import TimeoutConnection
+from .models import Erasure, FollowUp, Incident, Unsubscribe, utcnow
+from .outbox import Finisher, claim_rows, finisher_for
 
 log = logging.getLogger("flask_recovery")
 
@@ -74,6 +79,17 @@ def due_time(visit_ended_at: datetime, resolved_at: datetime | None) -> datetime
 
 
 # -- planning ------------------------------------------------------------------------
+
+
+def _erased(session: Session, client_ids: set[str]) -> set[str]:
+    """Which of ``client_ids`` were erased with ``forget-client``."""
+    if not client_ids:
+        return set()
+    return set(session.scalars(select(Erasure.client_id).where(Erasure.client_id.in_(client_ids))))
+
+
+#: What an erased client's claimed row becomes: cancelled, and nothing of her kept on it.
+ERASED = {"status": "cancelled", "last_error": "erased", "email": None, "client_name": None, "claimed_until": None}
 
 
 def _insert_ignore(session: Session, **values) -> None:
@@ -148,7 +164,11 @@ def _plan_one(
 
 
 def plan_followups(session: Session, now: datetime | None = None) -> int:
-    """Create the check-in rows that are now known to be needed; returns how many were new."""
+    """Create the check-in rows that are now known to be needed; returns how many were new.
+
+    Nothing is planned for a client erased with ``forget-client`` (``recovery_erasures``):
+    not even a cancelled row, so nothing about her is written again.
+    """
     now = now or utcnow()
     recovery = get_recovery()
     before = session.query(FollowUp).count()
@@ -167,6 +187,7 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
             Incident.status.in_(("resolved", "closed")),
             Incident.resolved_at > now - PLAN_HORIZON,
             ~has_checkin,
+            ~exists().where(Erasure.client_id == Incident.client_id),
         )
         .order_by(Incident.resolved_at)
     ).all()
@@ -178,8 +199,14 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
         _plan_one(session, booking, booking_id, client_id, incident_id, due_time(ended, resolved), location, now)
 
     if current_app.config[key("FOLLOWUP_ALL_VISITS")] and recovery._bookings_between is not None:
-        for booking in recovery._bookings_between(now - PLAN_HORIZON, now):
-            if booking.status != "completed" or booking.ends_at > now or booking.id in conduct_bookings:
+        visits = [
+            booking
+            for booking in recovery._bookings_between(now - PLAN_HORIZON, now)
+            if booking.status == "completed" and booking.ends_at <= now and booking.id not in conduct_bookings
+        ]
+        erased = _erased(session, {str(booking.client_id) for booking in visits})
+        for booking in visits:
+            if str(booking.client_id) in erased:
                 continue
             if session.scalar(select(FollowUp.id).where(FollowUp.booking_id == booking.id, FollowUp.kind == "checkin")):
                 continue
@@ -218,6 +245,7 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
                 checkin.voided_at.is_(None),
                 checkin.sent_at <= now - reminder_after,
                 ~has_reminder,
+                ~exists().where(Erasure.client_id == checkin.client_id),
             )
         ).all()
         tz, window = current_app.config[key("TIMEZONE")], current_app.config[key("FOLLOWUP_WINDOW")]
@@ -274,12 +302,8 @@ def claim(session: Session, limit: int, now: datetime) -> tuple[str, list[int]]:
     return claim_rows(session, FollowUp, _due_condition(now), (FollowUp.due_at, FollowUp.id), limit, now, LEASE)
 
 
-def _finish(session: Session, row_id: int, token: str, **values) -> bool:
-    return finish_row(session, FollowUp, row_id, token, **values)
-
-
 def _failure(
-    session: Session,
+    finisher: Finisher,
     row_id: int,
     token: str,
     attempts: int,
@@ -291,12 +315,11 @@ def _failure(
     attempts += 1
     result.errors.append(f"follow-up {row_id}: {reason}")
     if permanent or attempts >= MAX_ATTEMPTS:
-        _finish(session, row_id, token, status="failed", attempts=attempts, last_error=reason[:500], claimed_until=None)
+        finisher.finish(row_id, token, status="failed", attempts=attempts, last_error=reason[:500], claimed_until=None)
         result.failed += 1
     else:
         delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
-        _finish(
-            session,
+        finisher.finish(
             row_id,
             token,
             status="scheduled",
@@ -315,8 +338,19 @@ def send_due_followups(
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
 ) -> DispatchResult:
-    """Plan, then send every due follow-up once. Safe to run from several workers at once."""
-    from .followup_mail import render_followup
+    """Plan, then send every due follow-up once. Safe to run from several workers at once.
+
+    Each batch is leased (:func:`claim`), rendered, and sent over one SMTP connection
+    outside any transaction. A row is marked sent (only if this run's lease still holds
+    it) in a transaction of its own, committed before the next message's content goes to
+    the server; the commit overlaps the next message's preparation and envelope
+    (:func:`~flask_recovery.outbox.finisher_for`). So a dispatcher that dies at any moment
+    leaves at most one mail the server accepted unmarked, the one it had just accepted,
+    to go out again (same Message-ID) after the lease: as with a commit right after each
+    send. A client erased meanwhile gets nothing: her claimed rows are cancelled
+    (``last_error`` ``erased``).
+    """
+    from . import followup_mail
 
     recovery = get_recovery()
     session = recovery.session
@@ -334,42 +368,79 @@ def send_due_followups(
         return result
     result.planned = plan_followups(session, now)
     remaining = limit
-    while remaining > 0:
-        # every batch's lease counts from its own claim, so a long run keeps its later batches
-        now = fixed_now or utcnow()
-        token, ids = claim(session, min(batch_size, remaining), now)
-        if not ids:
-            break
-        remaining -= len(ids)
-        rows = {row.id: row for row in session.scalars(select(FollowUp).where(FollowUp.id.in_(ids)))}
-        messages = {}
-        for row_id in ids:
-            row = rows[row_id]
-            try:
-                booking = _load(recovery.load_booking, row.booking_id)
-                incident = session.get(Incident, row.incident_id) if row.incident_id else None
-                if booking is not None and booking.status in ("cancelled", "no_show"):
-                    _finish(session, row_id, token, status="cancelled", last_error=f"visit {booking.status}")
-                    continue
-                messages[row_id] = (render_followup(row, booking, incident), row.attempts)
-            except Exception as error:  # a broken template or row must not stop the batch
-                log.exception("follow-up %s could not be rendered", row_id)
-                _failure(
-                    session, row_id, token, row.attempts, f"render: {type(error).__name__}: {error}", True, result, now
-                )
-        session.commit()  # nothing stays open while we talk to the SMTP server
-        if messages:
-            _send_batch(session, recovery, token, messages, result, now)
-        if progress:
-            progress(len(ids))
+    finisher = finisher_for(session, FollowUp)
+    try:
+        while remaining > 0:
+            # every batch's lease counts from its own claim, so a long run keeps its later batches
+            now = fixed_now or utcnow()
+            mail_batch = followup_mail.MailBatch()
+            token, ids = claim(session, min(batch_size, remaining), now)
+            if not ids:
+                break
+            remaining -= len(ids)
+            _dispatch_batch(session, recovery, finisher, mail_batch, token, ids, result, now)
+            if progress:
+                progress(len(ids))
+    finally:
+        finisher.close()
     return result
 
 
-def _send_batch(session, recovery, token, messages, result, now) -> None:
+def _dispatch_batch(session, recovery, finisher, mail_batch, token, ids, result, now) -> None:
+    """Render, send and finish the leased rows ``ids``."""
+    from . import followup_mail
+
+    rows = {row.id: row for row in session.scalars(select(FollowUp).where(FollowUp.id.in_(ids)))}
+    erased = _erased(session, {row.client_id for row in rows.values()})
+    mail_batch.prefetch(session, {row.incident_id for row in rows.values() if row.client_id not in erased})
+    messages: dict[int, tuple[Message, int, str]] = {}
+    for row_id in ids:  # nothing is committed in this loop, so no row is loaded twice
+        row = rows.get(row_id)
+        if row is None:
+            continue  # deleted since the claim (a client's data erased): nothing to send or mark
+        if row.client_id in erased:
+            finisher.finish(row_id, token, **ERASED)
+            continue
+        try:
+            booking = _load(recovery.load_booking, row.booking_id)
+            incident = session.get(Incident, row.incident_id) if row.incident_id else None
+            if booking is not None and booking.status in ("cancelled", "no_show"):
+                finisher.finish(row_id, token, status="cancelled", last_error=f"visit {booking.status}")
+                continue
+            message = followup_mail.render_followup(row, booking, incident, batch=mail_batch)
+            messages[row_id] = (message, row.attempts, row.client_id)
+        except Exception as error:  # a broken template or row must not stop the batch
+            log.exception("follow-up %s could not be rendered", row_id)
+            reason = f"render: {type(error).__name__}: {error}"
+            _failure(finisher, row_id, token, row.attempts, reason, True, result, now)
+    session.commit()
+    # a client erased while the batch was being prepared gets nothing either
+    erased_since = _erased(session, {client_id for _message, _attempts, client_id in messages.values()})
+    for row_id in [i for i, (_m, _a, client_id) in messages.items() if client_id in erased_since]:
+        del messages[row_id]
+        finisher.finish(row_id, token, **ERASED)
+    session.commit()  # nothing stays open while we talk to the SMTP server
+    if messages:
+        _send_batch(recovery, finisher, token, messages, result, now)
+    sent = [row_id for row_id, values, updated in finisher.results() if updated and values.get("status") == "sent"]
+    result.sent += len(sent)
+    if sent and signals.followup_sent.receivers:
+        for row in session.scalars(select(FollowUp).where(FollowUp.id.in_(sent)).order_by(FollowUp.id)):
+            signals.send_robust(signals.followup_sent, followup=row)
+        session.commit()
+
+
+def _send_batch(recovery, finisher: Finisher, token, messages, result, now) -> None:
     pending = dict(messages)
     try:
         with recovery.mailer.connection() as conn:
-            for row_id, (message, attempts) in messages.items():
+            # our own connection waits for the previous mark right before each DATA; another waits here
+            gated = isinstance(conn, TimeoutConnection)
+            if gated:
+                conn.before_data = finisher.wait
+            for row_id, (message, attempts, _client_id) in messages.items():
+                if not gated:
+                    finisher.wait()
                 try:
                     conn.send(message)
                 except smtplib.SMTPResponseException as error:
@@ -381,31 +452,22 @@ def _send_batch(session, recovery, token, messages, result, now) -> None:
                         else str(error.smtp_error)
                     )
                     _failure(
-                        session, row_id, token, attempts, f"SMTP {error.smtp_code} {detail}", permanent, result, now
+                        finisher, row_id, token, attempts, f"SMTP {error.smtp_code} {detail}", permanent, result, now
                     )
                 except smtplib.SMTPRecipientsRefused as error:
                     pending.pop(row_id)
                     codes = {code for code, _ in error.recipients.values()}
                     permanent = all(500 <= code < 600 for code in codes)
-                    _failure(
-                        session,
-                        row_id,
-                        token,
-                        attempts,
-                        f"recipient refused: {error.recipients}",
-                        permanent,
-                        result,
-                        now,
-                    )
+                    reason = f"recipient refused: {error.recipients}"
+                    _failure(finisher, row_id, token, attempts, reason, permanent, result, now)
                 except (smtplib.SMTPNotSupportedError, UnicodeError, ValueError) as error:
                     # an address this server cannot take (e.g. non-ASCII without SMTPUTF8): this row only
                     pending.pop(row_id)
                     reason = f"address: {type(error).__name__}: {error}"
-                    _failure(session, row_id, token, attempts, reason, True, result, now)
+                    _failure(finisher, row_id, token, attempts, reason, True, result, now)
                 else:
                     pending.pop(row_id)
-                    if _finish(
-                        session,
+                    finisher.finish(
                         row_id,
                         token,
                         status="sent",
@@ -413,12 +475,8 @@ def _send_batch(session, recovery, token, messages, result, now) -> None:
                         last_error=None,
                         message_id=message.msgId,
                         claimed_until=None,
-                    ):
-                        result.sent += 1
-                        row = session.get(FollowUp, row_id)
-                        signals.send_robust(signals.followup_sent, followup=row)
+                    )
     except (OSError, smtplib.SMTPException) as error:
-        for row_id, (_message, attempts) in pending.items():
-            _failure(
-                session, row_id, token, attempts, f"connection: {type(error).__name__}: {error}", False, result, now
-            )
+        for row_id, (_message, attempts, _client_id) in pending.items():
+            reason = f"connection: {type(error).__name__}: {error}"
+            _failure(finisher, row_id, token, attempts, reason, False, result, now)

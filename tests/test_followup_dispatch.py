@@ -4,14 +4,19 @@ import smtplib
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask_mail import Connection
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
-from flask_recovery import domain
-from flask_recovery.followups import claim, send_due_followups
-from flask_recovery.models import FollowUp
+from flask_recovery import domain, outbox
+from flask_recovery.followups import claim, plan_followups, send_due_followups
+from flask_recovery.models import Erasure, FollowUp, utcnow
+
+from .conftest import make_app
 
 ANY_TIME = {
     "RECOVERY_FOLLOWUP_WINDOW": (0, 24),
@@ -160,10 +165,10 @@ def test_a_broken_row_does_not_stop_the_batch(app, host, session, smtp_server, m
 
     original = followup_mail.render_followup
 
-    def render(followup, booking, incident):
+    def render(followup, booking, incident, **kwargs):
         if followup.booking_id == "b1":
             raise KeyError("template variable missing")
-        return original(followup, booking, incident)
+        return original(followup, booking, incident, **kwargs)
 
     monkeypatch.setattr(followup_mail, "render_followup", render)
     with app.app_context():
@@ -259,3 +264,206 @@ def test_a_missing_sender_is_a_clear_error_not_lost_mail(app, host, session, run
     result = runner.invoke(args=["recovery", "send-followups"])
     assert result.exit_code != 0 and "MAIL_DEFAULT_SENDER" in result.output and "Traceback" not in result.output
     assert session.query(FollowUp).count() == 0
+
+
+# -- erased clients (forget-client) ------------------------------------------------------------
+
+
+def _recipients(smtp_server):
+    return sorted(m["To"].split("<")[-1].rstrip(">") for m in smtp_server.messages)
+
+
+def test_a_client_erased_after_planning_gets_nothing(app, host, session, smtp_server):
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 3)
+        plan_followups(session)
+        session.add(Erasure(client_id="c1", erased_at=utcnow()))  # forget-client, after planning
+        session.commit()
+        result = send_due_followups()
+        assert (result.sent, result.retry, result.failed) == (2, 0, 0)
+        row = session.query(FollowUp).filter_by(client_id="c1").one()
+        assert (row.status, row.last_error) == ("cancelled", "erased")
+        assert row.email is None and row.client_name is None  # nothing of her kept on the row
+        assert send_due_followups(now=datetime.now(UTC) + timedelta(days=1)).sent == 0
+    wait_for(smtp_server.messages, 2)
+    time.sleep(0.2)
+    assert _recipients(smtp_server) == ["client0@client.test", "client2@client.test"]
+
+
+def test_a_client_erased_while_her_batch_is_prepared_gets_nothing(app, host, session, smtp_server, monkeypatch):
+    """forget-client runs in another process while the batch is being rendered: the last
+    look before the SMTP conversation still sees it."""
+    point_mail_at(app, smtp_server.port)
+    import flask_recovery.followup_mail as followup_mail
+
+    original = followup_mail.render_followup
+
+    def render(followup, booking, incident, **kwargs):
+        if followup.client_id == "c0":  # rendered before c1's row
+            with Session(app.db.engine) as other:
+                other.add(Erasure(client_id="c1", erased_at=utcnow()))
+                other.commit()
+        return original(followup, booking, incident, **kwargs)
+
+    monkeypatch.setattr(followup_mail, "render_followup", render)
+    with app.app_context():
+        resolved_cases(app, host, session, 3)
+        result = send_due_followups()
+        assert result.sent == 2
+        row = session.query(FollowUp).filter_by(client_id="c1").one()
+        assert (row.status, row.last_error, row.email) == ("cancelled", "erased", None)
+    wait_for(smtp_server.messages, 2)
+    time.sleep(0.2)
+    assert _recipients(smtp_server) == ["client0@client.test", "client2@client.test"]
+
+
+# -- each mark is committed before the next message goes ----------------------------------------------
+
+
+class _CheckingSink:
+    """Accepts every message; at each one, counts the rows already marked sent in the database."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.marked_before: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        with self.engine.connect() as conn:
+            marked = conn.execute(select(func.count()).where(FollowUp.status == "sent")).scalar_one()
+        self.marked_before.append(marked)
+        return "250 OK"
+
+
+@contextmanager
+def _slow_sent_marks(app, db_url, monkeypatch, seconds):
+    """Every "sent" mark takes ``seconds`` longer to commit, without slowing the sender itself."""
+    if db_url.startswith("sqlite"):
+        original = outbox.ThreadedFinisher._write
+
+        def slow_write(self, row_id, token, values):
+            if values.get("status") == "sent":
+                time.sleep(seconds)
+            return original(self, row_id, token, values)
+
+        monkeypatch.setattr(outbox.ThreadedFinisher, "_write", slow_write)
+        yield
+        return
+    with app.db.engine.begin() as conn:  # PostgreSQL: the server takes its time, the sender goes on
+        conn.execute(
+            text(
+                "CREATE FUNCTION recovery_test_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER recovery_test_slow BEFORE UPDATE ON recovery_followups FOR EACH ROW "
+                "WHEN (NEW.status = 'sent') EXECUTE FUNCTION recovery_test_slow()"
+            )
+        )
+    try:
+        yield
+    finally:
+        with app.db.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER recovery_test_slow ON recovery_followups"))
+            conn.execute(text("DROP FUNCTION recovery_test_slow()"))
+
+
+def test_each_mail_is_marked_sent_before_the_next_one_is_handed_to_the_server(app, host, session, db_url, monkeypatch):
+    """So a dispatcher that dies at any moment leaves at most the one mail the server had
+    just accepted to go out again after the lease, even when commits are slow."""
+    from aiosmtpd.controller import Controller
+
+    from tests.dispatcher_app import free_port
+
+    sink = _CheckingSink(app.db.engine)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        point_mail_at(app, port)
+        with app.app_context():
+            resolved_cases(app, host, session, 5)
+            with _slow_sent_marks(app, db_url, monkeypatch, 0.05):
+                result = send_due_followups()
+            assert result.sent == 5
+    finally:
+        controller.stop()
+    assert sink.marked_before == [0, 1, 2, 3, 4]
+
+
+def test_a_database_failure_while_marking_stops_the_run_before_the_next_mail(app, host, session, db_url, smtp_server):
+    """The mark of the second mail cannot be written: no third mail goes out; the second
+    stays leased (it goes out again after the lease: the one mail a crash may repeat)."""
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        resolved_cases(app, host, session, 3)
+        with app.db.engine.begin() as conn:
+            if db_url.startswith("sqlite"):
+                conn.execute(
+                    text(
+                        "CREATE TRIGGER recovery_test_broken BEFORE UPDATE ON recovery_followups "
+                        "WHEN NEW.status = 'sent' AND OLD.booking_id = 'b1' "
+                        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+                    )
+                )
+            else:
+                conn.execute(
+                    text(
+                        "CREATE FUNCTION recovery_test_broken() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "CREATE TRIGGER recovery_test_broken BEFORE UPDATE ON recovery_followups FOR EACH ROW "
+                        "WHEN (NEW.status = 'sent' AND OLD.booking_id = 'b1') EXECUTE FUNCTION recovery_test_broken()"
+                    )
+                )
+        try:
+            with pytest.raises(outbox.FinishError, match="disk on fire"):
+                send_due_followups()
+        finally:
+            with app.db.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "DROP TRIGGER recovery_test_broken"
+                        + ("" if db_url.startswith("sqlite") else " ON recovery_followups")
+                    )
+                )
+                if not db_url.startswith("sqlite"):
+                    conn.execute(text("DROP FUNCTION recovery_test_broken()"))
+        session.rollback()
+        status = {r.booking_id: r.status for r in session.query(FollowUp)}
+        assert status == {"b0": "sent", "b1": "sending", "b2": "sending"}
+    wait_for(smtp_server.messages, 2)
+    time.sleep(0.2)
+    assert _recipients(smtp_server) == ["client0@client.test", "client1@client.test"]
+
+
+@pytest.mark.parametrize("engine", ["sqlite in memory", "a one-connection pool"])
+def test_marks_go_through_the_session_when_there_is_no_second_connection(host, smtp_server, db_url, engine):
+    """SQLite in memory (its one connection cannot move to a writer thread) or a pool of
+    one connection (the session holds it): marks are committed on the session instead."""
+    if engine == "sqlite in memory":
+        app = make_app("sqlite://", {**ANY_TIME}, host)
+    else:
+        app = make_app(db_url, {**ANY_TIME, "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0}}, host)
+    point_mail_at(app, smtp_server.port)
+    with app.app_context():
+        app.recovery.drop_all()
+        app.recovery.create_all()
+        session = app.db.session
+        try:
+            resolved_cases(app, host, session, 3)
+            assert type(outbox.finisher_for(session, FollowUp)) is outbox.Finisher
+            result = send_due_followups()
+            assert (result.sent, result.failed) == (3, 0)
+            assert {r.status for r in session.query(FollowUp)} == {"sent"}
+        finally:
+            session.remove()
+            app.recovery.drop_all()
+            app.db.engine.dispose()
+    wait_for(smtp_server.messages, 3)
+    assert len(smtp_server.messages) == 3

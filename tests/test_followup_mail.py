@@ -10,8 +10,10 @@ from email import message_from_bytes, policy
 import pytest
 
 from flask_recovery import ConfigError, domain
-from flask_recovery.followup_mail import message_id_for, render_followup
+from flask_recovery.followup_mail import MailBatch, message_id_for, render_followup
 from flask_recovery.models import FollowUp, utcnow
+from flask_recovery.notifications import external_url
+from flask_recovery.tokens import read_token
 
 from .conftest import make_app
 
@@ -275,3 +277,32 @@ def test_without_a_base_url_no_mail_with_broken_links_is_made(session, host):
 def test_bad_link_and_salon_settings_name_the_key(tmp_path, key, value):
     with pytest.raises(ConfigError, match=key):
         make_app(f"sqlite:///{tmp_path / 'c.sqlite'}", {key: value})
+
+
+@pytest.mark.config(**MAIL, RECOVERY_URL_PREFIX="/care")
+def test_a_batch_builds_each_link_exactly_as_url_for_would(app, session, host):
+    """A dispatch batch builds each kind of link once and puts each mail's token in it:
+    the result is the very URL ``url_for`` gives for that token, and it opens the page."""
+    booking, incident, followup = make_followup(session, host, locale="en")
+    with app.test_request_context():
+        batch = MailBatch()
+        links = batch.links(followup.id)
+        batch._templates = None  # the way a batch goes when a host's URL defaults get in the way
+        built_each = batch.links(followup.id)
+    for found in (links, built_each):
+        answer = re.fullmatch(r"https://salon\.example\.com/care/followups/([\w.-]+)/answer/good", found["good"])
+        unsubscribe = re.fullmatch(
+            r"https://salon\.example\.com/care/followups/([\w.-]+)/unsubscribe", found["unsubscribe"]
+        )
+        assert answer and unsubscribe, found
+        with app.app_context():
+            assert read_token("answer", answer.group(1)) == followup.id
+            assert read_token("unsubscribe", unsubscribe.group(1)) == followup.id
+            assert found == {
+                "good": external_url("recovery_answers.answer_page", token=answer.group(1), choice="good"),
+                "not_right": external_url("recovery_answers.answer_page", token=answer.group(1), choice="not_right"),
+                "unsubscribe": external_url("recovery_answers.unsubscribe_page", token=unsubscribe.group(1)),
+            }
+    client = app.test_client()
+    for link in links.values():
+        assert client.get(link.removeprefix("https://salon.example.com")).status_code == 200

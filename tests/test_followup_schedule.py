@@ -7,7 +7,7 @@ import pytest
 
 from flask_recovery import domain
 from flask_recovery.followups import in_window, plan_followups
-from flask_recovery.models import FollowUp
+from flask_recovery.models import Erasure, FollowUp, utcnow
 
 BERLIN = "Europe/Berlin"
 
@@ -111,3 +111,52 @@ def test_one_check_in_per_client_within_the_interval(app, host, session):
         rows = {r.booking_id: r for r in session.query(FollowUp)}
         assert rows["b1"].status == "scheduled"
         assert rows["b2"].status == "cancelled" and "MIN_INTERVAL" in rows["b2"].last_error
+
+
+# -- erased clients (forget-client) ------------------------------------------------------------
+
+
+def _erase(session, client_id):
+    session.add(Erasure(client_id=client_id, erased_at=utcnow()))
+    session.commit()
+
+
+def test_nothing_is_planned_for_an_erased_client(app, host, session):
+    with app.app_context():
+        _erase(session, "c-erased")
+        _resolved_case(app, host, session, "b1", client_id="c-erased", client_email="gone@client.test")
+        _resolved_case(app, host, session, "b2", client_id="c-kept", client_email="kept@client.test")
+        assert plan_followups(session) == 1
+        assert plan_followups(session) == 0
+        rows = session.query(FollowUp).all()
+        # not even a cancelled row: nothing about her is written again
+        assert [(r.booking_id, r.client_id, r.status) for r in rows] == [("b2", "c-kept", "scheduled")]
+
+
+@pytest.mark.config(RECOVERY_FOLLOWUP_ALL_VISITS=True, RECOVERY_FOLLOWUP_DELAY=timedelta(0))
+def test_no_check_in_after_an_ordinary_visit_of_an_erased_client(app, host, session):
+    with app.app_context():
+        host.add_booking("v1", client_id="c-erased", client_email="gone@client.test")
+        host.add_booking("v2", client_id="c-kept", client_email="kept@client.test")
+        app.recovery.bookings_between(
+            lambda start, end: [b for b in host.bookings.values() if start <= b.ends_at < end]
+        )
+        _erase(session, "c-erased")
+        assert plan_followups(session) == 1
+        assert [(r.booking_id, r.client_id) for r in session.query(FollowUp)] == [("v2", "c-kept")]
+
+
+@pytest.mark.config(RECOVERY_FOLLOWUP_REMINDER_AFTER=timedelta(days=3), RECOVERY_FOLLOWUP_DELAY=timedelta(0))
+def test_no_reminder_for_a_client_erased_after_her_check_in(app, host, session):
+    with app.app_context():
+        _resolved_case(app, host, session, "b1", client_id="c-erased", client_email="gone@client.test")
+        _resolved_case(app, host, session, "b2", client_id="c-kept", client_email="kept@client.test")
+        plan_followups(session)
+        sent_at = utcnow() - timedelta(days=4)
+        for row in session.query(FollowUp):
+            row.status, row.sent_at = "sent", sent_at
+        session.commit()
+        _erase(session, "c-erased")
+        assert plan_followups(session) == 1
+        reminders = session.query(FollowUp).filter_by(kind="reminder").all()
+        assert [(r.booking_id, r.status) for r in reminders] == [("b2", "scheduled")]

@@ -90,3 +90,27 @@ def test_a_refused_connection_fails_fast(tmp_path):
 def test_smtp_timeout_is_validated(tmp_path, value):
     with pytest.raises(ConfigError, match="RECOVERY_SMTP_TIMEOUT"):
         _app(tmp_path, RECOVERY_SMTP_TIMEOUT=value)
+
+
+def test_a_hook_runs_before_each_message_goes_and_can_stop_it(tmp_path, smtp_server):
+    """The dispatcher's hook (it commits the previous mail's "sent" mark there): it runs
+    after the previous message was accepted and before this one's content leaves; if it
+    fails, this message is abandoned (the server never accepts it) and the error surfaces."""
+    app = _app(tmp_path, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port)
+    arrived_before = []
+
+    def hook():
+        arrived_before.append(len(smtp_server.messages))
+        if len(arrived_before) == 3:
+            raise RuntimeError("stop here")
+
+    started = time.monotonic()
+    with app.app_context(), pytest.raises(RuntimeError, match="stop here"):
+        with app.recovery.mailer.connection() as conn:
+            conn.before_data = hook
+            for n in range(4):
+                conn.send(Message(f"Check-in {n}", recipients=[f"client{n}@client.test"], body="Hello"))
+    assert time.monotonic() - started < 5  # no QUIT into a half-sent message
+    time.sleep(0.3)
+    assert arrived_before == [0, 1, 2]
+    assert [m["Subject"] for m in smtp_server.messages] == ["Check-in 0", "Check-in 1"]
