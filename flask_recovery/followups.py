@@ -133,17 +133,32 @@ def _load(loader: Callable[[str], Booking], booking_id: str) -> Booking | None:
         return None
 
 
+def _safe_due(visit_ended_at: datetime, resolved_at: datetime | None) -> datetime | None:
+    """:func:`due_time`, or ``None`` for a visit dated so far ahead that no mail can be due."""
+    try:
+        return due_time(visit_ended_at, resolved_at)
+    except OverflowError:
+        return None
+
+
 def _plan_one(
     session: Session,
     booking: Booking | None,
     booking_id: str,
     client_id: str,
     incident_id: int | None,
-    due: datetime,
+    due: datetime | None,
     location: str | None,
     now: datetime,
 ) -> None:
-    reason = _skip_reason(session, booking, client_id, due)
+    reason = None
+    if due is not None:
+        try:
+            reason = _skip_reason(session, booking, client_id, due)
+        except OverflowError:
+            due = None
+    if due is None:  # one absurd date must not stop the run for every other client
+        reason, due = "visit date out of range", now
     _insert_ignore(
         session,
         booking_id=booking_id,
@@ -196,7 +211,7 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
         if booking_id in conduct_bookings:
             continue
         booking = _load(recovery.load_booking, booking_id)
-        _plan_one(session, booking, booking_id, client_id, incident_id, due_time(ended, resolved), location, now)
+        _plan_one(session, booking, booking_id, client_id, incident_id, _safe_due(ended, resolved), location, now)
 
     if current_app.config[key("FOLLOWUP_ALL_VISITS")] and recovery._bookings_between is not None:
         visits = [
@@ -219,7 +234,7 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
                 booking.id,
                 booking.client_id,
                 None,
-                due_time(booking.ends_at, None),
+                _safe_due(booking.ends_at, None),
                 booking.location,
                 now,
             )
