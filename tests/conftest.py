@@ -260,3 +260,40 @@ def outbox(smtp_server):
 
 
 __all__ = ["Host", "make_app", "replace"]
+
+
+# -- the browser (one Chromium for every browser test of the session) --------------------
+
+CHROMIUM = os.environ.get("RECOVERY_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (Debian's, through Playwright) for the whole session.
+
+    Shared by every browser test module: Playwright's sync API allows one running instance
+    per thread, so a second ``sync_playwright()`` while this one lives would fail.
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM} (set RECOVERY_TEST_CHROMIUM, or deselect with -m 'not browser')",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -27,20 +27,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask, got_request_exception
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-CHROMIUM = os.environ.get("RECOVERY_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(os.environ.get("RECOVERY_TEST_SCREENSHOTS") or tempfile.gettempdir())
 TIMEOUT_MS = 5000
 
@@ -149,22 +138,6 @@ def live_server(db_url):
 
 
 # -- the browser --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """One headless Chromium for the session."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"Chromium not found at {CHROMIUM} (set RECOVERY_TEST_CHROMIUM, or deselect with -m 'not browser')",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -19,24 +19,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import got_request_exception
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from flask_recovery.domain import stats
 from tests.conftest import Host, make_app
 from tests.test_stats import MOSCOW, NOW, build_fixture
 
-CHROMIUM = os.environ.get("RECOVERY_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(os.environ.get("RECOVERY_TEST_SCREENSHOTS") or tempfile.gettempdir())
 TIMEOUT_MS = 5000
 JOURNAL = "/recovery/journal?since=2026-03-01&until=2026-04-30"
@@ -88,18 +77,6 @@ def live_journal(db_url, monkeypatch):
             app.recovery.drop_all()
             app.db.engine.dispose()
     assert not errors, f"the app raised while serving the browser: {errors!r}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM} (set RECOVERY_TEST_CHROMIUM)", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
