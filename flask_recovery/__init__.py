@@ -4,6 +4,7 @@ from .config import ConfigError
 from .entities import Booking, Staff
 from .errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound, RecoveryError
 from .extension import Recovery
+from .models import UnsupportedDatabase
 
 __version__ = "0.1.0"
 
@@ -18,4 +19,5 @@ __all__ = [
     "Recovery",
     "RecoveryError",
     "Staff",
+    "UnsupportedDatabase",
 ]

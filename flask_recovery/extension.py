@@ -98,6 +98,7 @@ class Recovery:
             )
         cfg.apply_defaults(app.config)
         cfg.validate(app.config)
+        _check_database(app, db)
 
         mail = app.extensions.get("mail")
         if mail is None:
@@ -296,6 +297,20 @@ class Recovery:
         from .widgets import render_widget
 
         return render_widget(booking_id)
+
+
+def _check_database(app: Flask, db: Any) -> None:
+    """Refuse a database the extension does not run on, at start-up rather than at the first
+    write. Engines are built without connecting; a ``db`` not yet set up on ``app`` is
+    checked at its first use instead (``check_database`` in the rules that need it)."""
+    from .models import check_database
+
+    with app.app_context():
+        try:
+            engine = db.engine
+        except Exception:  # db.init_app(app) comes later: nothing to look at yet
+            return
+        check_database(engine.dialect.name)
 
 
 def _state() -> _State:

@@ -38,6 +38,24 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The databases the extension runs on (its locks, upserts and date arithmetic are written
+#: for these two and tested on both).
+SUPPORTED_DATABASES = ("postgresql", "sqlite")
+
+
+class UnsupportedDatabase(RuntimeError):
+    """The host's database is neither PostgreSQL nor SQLite."""
+
+
+def check_database(dialect_name: str) -> str:
+    """``dialect_name`` if the extension supports it, else :class:`UnsupportedDatabase`."""
+    if dialect_name not in SUPPORTED_DATABASES:
+        raise UnsupportedDatabase(
+            f"flask-recovery runs on PostgreSQL and SQLite; this app's database is {dialect_name!r} "
+            "(SQLALCHEMY_DATABASE_URI)"
+        )
+    return dialect_name
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""

@@ -41,7 +41,9 @@ def pytest_configure(config):
 def pg_database():
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     if SKIP_PG:
-        pytest.skip("RECOVERY_TEST_SKIP_PG=1: PostgreSQL tests skipped on purpose")
+        if os.environ.get("CI"):  # CI runs every database test; a skip there would hide failures
+            pytest.fail("RECOVERY_TEST_SKIP_PG=1 is refused under CI: PostgreSQL tests must run", pytrace=False)
+        pytest.skip("RECOVERY_TEST_SKIP_PG=1: PostgreSQL tests skipped on purpose (never under CI)")
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"recovery_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:

@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
-from flask_recovery import ConfigError, Recovery
+from flask_recovery import ConfigError, Recovery, UnsupportedDatabase
 
 from .conftest import Host, make_app
 
@@ -155,3 +155,30 @@ def test_booking_requires_timezone_aware_datetimes():
 
     with pytest.raises(ValueError, match="starts_at"):
         Booking("b", "c", "Anna", None, datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 11), None, "Cut")
+
+
+def test_a_database_other_than_postgresql_or_sqlite_is_refused_at_init_app(tmp_path):
+    app = Flask(__name__)
+    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/x.db", SECRET_KEY="x")
+    db = SQLAlchemy(app)
+    with app.app_context():
+        db.engine.dialect.name = "mysql"  # what a MySQL host's engine reports
+    with pytest.raises(UnsupportedDatabase, match="PostgreSQL and SQLite.*'mysql'.*SQLALCHEMY_DATABASE_URI"):
+        Recovery(app, db=db)
+    assert "recovery" not in app.extensions
+
+
+def test_the_rules_that_speak_sql_dialects_refuse_an_unsupported_one_by_name(app):
+    from flask_recovery.domain import stats, visits
+
+    with app.app_context():
+        session = app.db.session
+        session.get_bind().dialect.name = "oracle"
+        try:
+            period = stats.make_period(None, None)
+            with pytest.raises(UnsupportedDatabase, match="'oracle'"):
+                stats.journal(session, period)
+            with pytest.raises(UnsupportedDatabase, match="'oracle'"):
+                visits.sync_visits(session, lambda start, end: [], period.start, period.end)
+        finally:
+            del session.get_bind().dialect.name

@@ -46,7 +46,7 @@ from ..config import CONDUCT_CATEGORY, category_keys, key
 from ..entities import Staff
 from ..errors import InvalidInput, NotFound
 from ..i18n import gettext as _
-from ..models import Compensation, FollowUp, Incident, UTCDateTime, Visit, utcnow
+from ..models import Compensation, FollowUp, Incident, UTCDateTime, Visit, check_database, utcnow
 from .incidents import require_permission
 from .stats_tables import Table, csv_cell, tables, to_csv
 from .visits import sync_visits
@@ -200,16 +200,14 @@ def make_period(
 
 
 def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
+    return check_database(session.get_bind().dialect.name)
 
 
 def _seconds(dialect: str, later, earlier):
     """Whole seconds from ``earlier`` to ``later`` as an SQL expression."""
     if dialect == "postgresql":
         return cast(func.floor(func.extract("epoch", later - earlier)), Float)
-    if dialect == "sqlite":
-        return cast(func.strftime("%s", later), Integer) - cast(func.strftime("%s", earlier), Integer)
-    raise NotImplementedError(f"the KPI journal supports PostgreSQL and SQLite, not {dialect}")
+    return cast(func.strftime("%s", later), Integer) - cast(func.strftime("%s", earlier), Integer)
 
 
 def _not_negative(dialect: str, expr):

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..entities import Booking
-from ..models import Visit, utcnow
+from ..models import Visit, check_database, utcnow
 
 
 def sync_visits(
@@ -33,9 +33,7 @@ def sync_visits(
     (``flask recovery stats --sync-visits``) when the host does not call
     ``booking_created`` / ``visit_completed``.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"sync_visits supports PostgreSQL and SQLite, not {dialect}")
+    dialect = check_database(session.get_bind().dialect.name)
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
     seen = 0
