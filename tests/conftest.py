@@ -8,6 +8,7 @@ skip it deliberately on a machine without one (never in CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -299,3 +301,32 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def browser_pages(browser, base_url: str, timeout_ms: int = 5000):
+    """``make(**context_options)`` -> a page in a fresh context on ``base_url``.
+
+    Every context closes on exit; an HTTP error (but a missing favicon) or a script error
+    seen by any page fails the test there.
+    """
+    contexts = []
+    problems: list[str] = []
+
+    def _on_response(response):
+        if response.status >= 400 and urlsplit(response.url).path != "/favicon.ico":
+            problems.append(f"HTTP {response.status} for {response.request.method} {response.url}")
+
+    def make(**options):
+        options.setdefault("locale", "en-US")
+        context = browser.new_context(base_url=base_url, **options)
+        context.set_default_timeout(timeout_ms)
+        context.on("response", _on_response)
+        context.on("weberror", lambda error: problems.append(f"script error: {error.error}"))
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not problems, "the browser met errors:\n" + "\n".join(problems)

@@ -30,6 +30,8 @@ from flask import Flask, got_request_exception
 from playwright.sync_api import expect
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from tests.conftest import browser_pages
+
 SCREENSHOTS = Path(os.environ.get("RECOVERY_TEST_SCREENSHOTS") or tempfile.gettempdir())
 TIMEOUT_MS = 5000
 
@@ -146,26 +148,8 @@ def make_page(browser, live_server):
 
     Contexts close before the server stops (this fixture depends on ``live_server``).
     """
-    contexts = []
-    problems: list[str] = []
-
-    def _on_response(response):
-        if response.status >= 400 and urlsplit(response.url).path != "/favicon.ico":
-            problems.append(f"HTTP {response.status} for {response.request.method} {response.url}")
-
-    def _make(**options):
-        options.setdefault("locale", "en-US")
-        context = browser.new_context(base_url=live_server.url, **options)
-        context.set_default_timeout(TIMEOUT_MS)
-        context.on("response", _on_response)
-        context.on("weberror", lambda error: problems.append(f"script error: {error.error}"))
-        contexts.append(context)
-        return context.new_page()
-
-    yield _make
-    for context in contexts:
-        context.close()
-    assert not problems, "the browser met errors:\n" + "\n".join(problems)
+    with browser_pages(browser, live_server.url, TIMEOUT_MS) as make:
+        yield make
 
 
 @pytest.fixture

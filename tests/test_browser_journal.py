@@ -15,7 +15,6 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from flask import got_request_exception
@@ -23,7 +22,7 @@ from playwright.sync_api import expect
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from flask_recovery.domain import stats
-from tests.conftest import Host, make_app
+from tests.conftest import Host, browser_pages, make_app
 from tests.test_stats import MOSCOW, NOW, build_fixture
 
 SCREENSHOTS = Path(os.environ.get("RECOVERY_TEST_SCREENSHOTS") or tempfile.gettempdir())
@@ -81,26 +80,12 @@ def live_journal(db_url, monkeypatch):
 
 @pytest.fixture
 def make_page(browser, live_journal):
-    contexts = []
-    problems: list[str] = []
+    """``make_page(**context_options)``: a page in a fresh context on the live server.
 
-    def _on_response(response):
-        if response.status >= 400 and urlsplit(response.url).path != "/favicon.ico":
-            problems.append(f"HTTP {response.status} for {response.request.method} {response.url}")
-
-    def _make(**options):
-        options.setdefault("locale", "en-US")
-        context = browser.new_context(base_url=live_journal, **options)
-        context.set_default_timeout(TIMEOUT_MS)
-        context.on("response", _on_response)
-        context.on("weberror", lambda error: problems.append(f"script error: {error.error}"))
-        contexts.append(context)
-        return context.new_page()
-
-    yield _make
-    for context in contexts:
-        context.close()
-    assert not problems, "the browser met errors:\n" + "\n".join(problems)
+    Contexts close before the server stops (this fixture depends on ``live_journal``).
+    """
+    with browser_pages(browser, live_journal, TIMEOUT_MS) as make:
+        yield make
 
 
 @pytest.mark.browser

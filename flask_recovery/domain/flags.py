@@ -37,9 +37,10 @@ from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotFound
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
-from ..models import BookingHold, Compensation, Flag, Incident, Visit, utcnow
+from ..models import BookingHold, Compensation, Flag, Incident, Visit, check_database, utcnow
 from ..vocabulary import category_label, severity_label
 from .audit import audit
+from .visits import visit_row
 
 #: Flag types (stable keys): extra attention, and a warning that protects staff.
 FLAG_TYPES = ("vip", "conduct")
@@ -484,37 +485,18 @@ signals.compensation_granted.connect(_on_compensation_granted)
 
 def upsert_visit(session: Session, booking: Booking, *, completed_at: datetime | None = None) -> None:
     """Insert or update the booking's :class:`Visit` row (ids and times only); no commit."""
-    values = {
-        "booking_id": booking.id,
-        "client_id": booking.client_id,
-        "location": booking.location,
-        "staff_id": booking.staff_id,
-        "starts_at": booking.starts_at,
-        "ends_at": booking.ends_at,
-        "status": "completed" if completed_at is not None else booking.status,
-        "created_at": utcnow(),
-        "completed_at": completed_at,
-    }
+    explicit = completed_at is not None
+    values = visit_row(booking, utcnow(), completed_at=completed_at)
     changed = ("client_id", "location", "staff_id", "starts_at", "ends_at", "status")
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(Visit).values(**values)
-        updates = {name: insert.excluded[name] for name in changed}
-        if completed_at is not None:
-            updates["completed_at"] = func.coalesce(Visit.__table__.c.completed_at, insert.excluded.completed_at)
-        else:  # a later "booked" from the host must not undo a completion it reported
-            column = Visit.__table__.c.status
-            updates["status"] = case((column == "completed", column), else_=insert.excluded.status)
-        session.execute(insert.on_conflict_do_update(index_elements=["booking_id"], set_=updates))
-        return
-    visit = session.get(Visit, booking.id)  # pragma: no cover - other databases
-    if visit is None:
-        session.add(Visit(**values))
-    else:
-        for name in changed:
-            setattr(visit, name, values[name])
-        if completed_at is not None and visit.completed_at is None:
-            visit.completed_at = completed_at
+    dialect = check_database(session.get_bind().dialect.name)
+    insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(Visit).values(**values)
+    updates = {name: insert.excluded[name] for name in changed}
+    if explicit or values["completed_at"] is not None:
+        updates["completed_at"] = func.coalesce(Visit.__table__.c.completed_at, insert.excluded.completed_at)
+    if not explicit:  # a later "booked" from the host must not undo a completion it reported
+        column = Visit.__table__.c.status
+        updates["status"] = case((column == "completed", column), else_=insert.excluded.status)
+    session.execute(insert.on_conflict_do_update(index_elements=["booking_id"], set_=updates))
 
 
 def booking_created(session: Session, booking: Booking) -> list[Flag]:

@@ -15,6 +15,27 @@ from ..entities import Booking
 from ..models import Visit, check_database, utcnow
 
 
+def visit_row(booking: Booking, now: datetime, *, completed_at: datetime | None = None) -> dict[str, Any]:
+    """The ``recovery_visits`` row of a booking: ids and times only, never a name.
+
+    ``completed_at`` marks the visit completed at that moment; without it, a booking the
+    host reports as completed counts as completed at its end.
+    """
+    if completed_at is None and booking.status == "completed":
+        completed_at = booking.ends_at
+    return {
+        "booking_id": booking.id,
+        "client_id": booking.client_id,
+        "location": booking.location,
+        "staff_id": booking.staff_id,
+        "starts_at": booking.starts_at,
+        "ends_at": booking.ends_at,
+        "status": "completed" if completed_at is not None else booking.status,
+        "created_at": now,
+        "completed_at": completed_at,
+    }
+
+
 def sync_visits(
     session: Session,
     loader: Callable[[datetime, datetime], Iterable[Booking]],
@@ -44,19 +65,7 @@ def sync_visits(
         for booking in loader(cursor, window_end):
             if not isinstance(booking, Booking):
                 raise TypeError(f"bookings_between must yield flask_recovery.Booking, not {type(booking)!r}")
-            rows.append(
-                {
-                    "booking_id": booking.id,
-                    "client_id": booking.client_id,
-                    "location": booking.location,
-                    "staff_id": booking.staff_id,
-                    "starts_at": booking.starts_at,
-                    "ends_at": booking.ends_at,
-                    "status": booking.status,
-                    "created_at": now,
-                    "completed_at": booking.ends_at if booking.status == "completed" else None,
-                }
-            )
+            rows.append(visit_row(booking, now))
         seen += len(rows)
         for offset in range(0, len(rows), batch):
             stmt = insert(Visit).values(rows[offset : offset + batch])
