@@ -122,6 +122,10 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: When the client next came (or is booked) after this visit, anywhere and at this
+    #: incident's location: see :class:`Visit`; kept by ``visits.refresh_next_visits``.
+    next_visit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_visit_here_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_recovery_incidents_client_recorded", "client_id", "recorded_at"),)
 
@@ -397,6 +401,17 @@ class Visit(Base):
     status: Mapped[str] = mapped_column(String(16), default="booked")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The start of the client's next visit (any status but cancelled) that starts when
+    #: this one has ended or later, at any location / at this visit's location. Kept up to
+    #: date by ``visits.refresh_next_visits`` whenever a visit is written, so that the
+    #: journal's return rates read one column instead of joining every later visit.
+    next_visit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_visit_here_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The end of the client's completed visit just before this one (ordered by end,
+    #: then booking id), at any location / at this visit's location: the journal finds
+    #: a client's first visit of a period by it, without grouping all her visits.
+    previous_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_here_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_recovery_visits_client_starts", "client_id", "starts_at"),

@@ -17,6 +17,7 @@ from sqlalchemy import event
 
 from flask_recovery import Staff
 from flask_recovery.domain import stats
+from flask_recovery.domain.visits import refresh_next_visits
 from flask_recovery.models import Compensation, FollowUp, Incident, Visit
 from tests.test_stats import MOSCOW, NOW, build_fixture, utc
 
@@ -382,6 +383,8 @@ def _grow(app, times: int) -> None:
             session.add(FollowUp(booking_id=f"g{n}", client_id=client_id, kind="checkin", status="sent",
                                  due_at=when, sent_at=when + timedelta(days=1),
                                  answer=("good", "not_right", None)[n % 3]))  # fmt: skip
+        session.flush()
+        refresh_next_visits(session)  # a bulk load: every row's next visit at once
         session.commit()
 
 

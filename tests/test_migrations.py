@@ -124,3 +124,61 @@ def test_a_rolled_back_action_leaves_no_audit_row(app, host, session, monkeypatc
     assert session.query(Incident).count() == 0
     assert session.query(AuditEntry).count() == 0
     assert incidents_module is not None
+
+
+def test_upgrade_to_0005_fills_the_next_visit_columns(empty_engine):
+    """Visits and incidents recorded before 0005 get their next visits computed by the upgrade."""
+    migrate.upgrade(empty_engine, "0004_flags_visits")
+    visits = [  # booking, client, location, starts, ends, status
+        ("v1", "c1", "north", "2026-01-10 10:00:00", "2026-01-10 11:00:00", "completed"),
+        ("v2", "c1", "south", "2026-01-20 10:00:00", "2026-01-20 11:00:00", "cancelled"),
+        ("v3", "c1", "south", "2026-02-01 10:00:00", "2026-02-01 11:00:00", "completed"),
+        ("v4", "c1", "north", "2026-03-01 10:00:00", "2026-03-01 11:00:00", "booked"),
+        ("v5", "c2", "north", "2026-01-10 10:00:00", "2026-01-10 11:00:00", "completed"),
+    ]
+    with empty_engine.begin() as connection:
+        for booking, client, location, starts, ends, status in visits:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO recovery_visits (booking_id, client_id, location, starts_at, ends_at, status, "
+                    "created_at) VALUES (:b, :c, :l, :s, :e, :st, :s)"
+                ),
+                {"b": booking, "c": client, "l": location, "s": starts + "+00:00", "e": ends + "+00:00", "st": status},
+            )
+        connection.execute(
+            sa.text(
+                "INSERT INTO recovery_incidents (booking_id, client_id, location, category, severity, conduct, "
+                "description, status, recorded_by, visit_started_at, visit_ended_at, recorded_at, reopen_count) "
+                "VALUES ('v1', 'c1', 'north', 'late', 'minor', :f, '', 'open', 's1', :s, :e, :e, 0)"
+            ),
+            {"f": False, "s": "2026-01-10 10:00:00+00:00", "e": "2026-01-10 11:00:00+00:00"},
+        )
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT booking_id, next_visit_at, next_visit_here_at, previous_end_at, previous_here_end_at "
+                "FROM recovery_visits ORDER BY booking_id"
+            )
+        ).all()
+        incident = connection.execute(sa.text("SELECT next_visit_at, next_visit_here_at FROM recovery_incidents")).one()
+
+    def day(value):
+        return None if value is None else str(value)[:10]
+
+    assert [(b, day(n), day(h)) for b, n, h, _, _ in rows] == [
+        ("v1", "2026-02-01", "2026-03-01"),  # the cancelled visit does not count; v3 is elsewhere
+        ("v2", "2026-02-01", "2026-02-01"),
+        ("v3", "2026-03-01", None),
+        ("v4", None, None),
+        ("v5", None, None),
+    ]
+    # the completed visit before each one (v2 is cancelled, v4 only booked)
+    assert [(b, day(p), day(ph)) for b, _, _, p, ph in rows] == [
+        ("v1", None, None),
+        ("v2", "2026-01-10", None),
+        ("v3", "2026-01-10", None),
+        ("v4", "2026-02-01", "2026-01-10"),
+        ("v5", None, None),
+    ]
+    assert (day(incident[0]), day(incident[1])) == ("2026-02-01", "2026-03-01")

@@ -39,7 +39,7 @@ import pytest
 from flask_babel import force_locale
 
 from flask_recovery import Booking, Staff
-from flask_recovery.domain import stats
+from flask_recovery.domain import flags, stats
 from flask_recovery.domain.compensations import grant_compensation
 from flask_recovery.errors import InvalidInput, NotFound
 from flask_recovery.models import Compensation, FollowUp, Incident, Visit
@@ -81,19 +81,11 @@ def incident(session, ident, client, category, location, ended, recorded, *, res
 
 
 def visit(session, booking_id, client, location, starts, status="completed"):
-    session.add(
-        Visit(
-            booking_id=booking_id,
-            client_id=client,
-            location=location,
-            staff_id="s-master",
-            starts_at=starts,
-            ends_at=starts + timedelta(hours=1),
-            status=status,
-            created_at=starts - timedelta(days=3),
-            completed_at=starts + timedelta(hours=1) if status == "completed" else None,
-        )
-    )
+    """The visit as the host reports it (``booking_created`` / ``visit_completed`` write it so)."""
+    booking = Booking(id=booking_id, client_id=client, client_name=f"Client {client}", client_email=None,
+                      starts_at=starts, ends_at=starts + timedelta(hours=1), staff_id="s-master", service="Cut",
+                      status=status, location=location)  # fmt: skip
+    flags.upsert_visit(session, booking)
 
 
 def compensation(session, inc, amount, status, month, location):

@@ -40,7 +40,7 @@ from ..i18n import lazy_gettext as _l
 from ..models import BookingHold, Compensation, Flag, Incident, Visit, check_database, utcnow
 from ..vocabulary import category_label, severity_label
 from .audit import audit
-from .visits import visit_row
+from .visits import Change, before_change, lock_clients, refresh_next_visits, visit_row
 
 #: Flag types (stable keys): extra attention, and a warning that protects staff.
 FLAG_TYPES = ("vip", "conduct")
@@ -484,8 +484,15 @@ signals.compensation_granted.connect(_on_compensation_granted)
 
 
 def upsert_visit(session: Session, booking: Booking, *, completed_at: datetime | None = None) -> None:
-    """Insert or update the booking's :class:`Visit` row (ids and times only); no commit."""
+    """Insert or update the booking's :class:`Visit` row (ids and times only); no commit.
+
+    Also brings the next-visit columns of her visits and incidents up to date
+    (:func:`~.visits.refresh_next_visits`), under the client's lock on PostgreSQL.
+    """
     explicit = completed_at is not None
+    lock_clients(session, [booking.client_id])
+    moved = before_change(session, [booking.id])
+    lock_clients(session, [change.client_id for change in moved])
     values = visit_row(booking, utcnow(), completed_at=completed_at)
     changed = ("client_id", "location", "staff_id", "starts_at", "ends_at", "status")
     dialect = check_database(session.get_bind().dialect.name)
@@ -497,6 +504,8 @@ def upsert_visit(session: Session, booking: Booking, *, completed_at: datetime |
         column = Visit.__table__.c.status
         updates["status"] = case((column == "completed", column), else_=insert.excluded.status)
     session.execute(insert.on_conflict_do_update(index_elements=["booking_id"], set_=updates))
+    written = Change(booking.client_id, booking.starts_at, booking.ends_at)
+    refresh_next_visits(session, [written, *moved], booking_ids=[booking.id])
 
 
 def booking_created(session: Session, booking: Booking) -> list[Flag]:

@@ -21,7 +21,8 @@ How it stays constant (seven queries, whatever the number of rows):
   most two) rows around each wanted position; the same linear interpolation as
   ``percentile_cont`` is then done on those few rows. Positions use integer arithmetic
   (``9 * (n - 1) / 10``), so both backends give identical results.
-- **Return rates** are one query over ``recovery_visits`` (see :func:`_returns`).
+- **Return rates** are one query over incidents and visits, reading each row's next visit
+  instead of joining later visits (see :func:`_returns`).
 
 Client-conduct cases (abuse of staff) are not service failures: the speed figures and
 the return rate leave them out unless the journal is filtered to that category.
@@ -39,7 +40,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select, union_all
+from sqlalchemy import Float, Integer, and_, case, cast, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from ..config import CONDUCT_CATEGORY, category_keys, key
@@ -505,58 +506,58 @@ def _returns(session: Session, period: Period, now: datetime) -> dict:
     location, visits at that location only. Needs the host's visits in
     ``recovery_visits`` (``booking_created`` / ``visit_completed`` calls, or
     :func:`sync_visits` from the ``bookings_between`` loader).
+
+    One pass over the period's incidents and visits, without a join to later visits:
+    each row carries the start of the client's next visit (``next_visit_at``, kept by
+    ``visits.refresh_next_visits``). The next visit after a moment can only come later
+    when the moment is later, so the next visit after her *earliest* incident is the
+    smallest ``next_visit_at`` among her incidents: a plain ``min()`` per client. Her
+    first completed visit of the period is the one whose previous completed visit
+    (``previous_end_at``) ended before the period: a filter, no grouping of visits.
     """
     dialect = _dialect(session)
+    here = period.location is not None
     # A client whose shortest window has not passed yet counts nowhere: leave her out early.
     settled = _at(now - timedelta(days=min(RETURN_WINDOWS)))
+    incident_next = Incident.next_visit_here_at if here else Incident.next_visit_at
     with_incident = (
-        select(Incident.client_id.label("client_id"), func.min(Incident.visit_ended_at).label("t0"))
+        select(func.min(Incident.visit_ended_at).label("t0"), func.min(incident_next).label("back_at"))
         .where(*_incident_filter(period, failures_only=True))
         .group_by(Incident.client_id)
         .having(func.min(Incident.visit_ended_at) <= settled)
     )
-    had_any = select(Incident.client_id).where(Incident.recorded_at >= period.start, Incident.recorded_at < period.end)
-    without = select(Visit.client_id.label("client_id"), func.min(Visit.ends_at).label("t0")).where(
+    had_any = exists().where(
+        Incident.client_id == Visit.client_id,
+        Incident.recorded_at >= period.start,
+        Incident.recorded_at < period.end,
+    )
+    # Her first completed visit of the period: the one whose previous one ended before the period.
+    previous = Visit.previous_here_end_at if here else Visit.previous_end_at
+    without = select(
+        Visit.ends_at.label("t0"), (Visit.next_visit_here_at if here else Visit.next_visit_at).label("back_at")
+    ).where(
         Visit.status == "completed",
         Visit.ends_at >= period.start,
         Visit.ends_at < period.end,
-        Visit.client_id.not_in(had_any),
+        Visit.ends_at <= settled,
+        or_(previous.is_(None), previous < period.start),
+        ~had_any,
     )
-    if period.location is not None:
+    if here:
         without = without.where(Visit.location == period.location)
-    without = without.group_by(Visit.client_id).having(func.min(Visit.ends_at) <= settled)
     # A client is in one group at most (with: a failure in the period; without: no incident in it).
-    refs = union_all(_labelled(with_incident, 1), _labelled(without, 0)).cte("refs")
-    later = aliased(Visit)
-    horizon = period.end + timedelta(days=max(RETURN_WINDOWS))
-    join_on = and_(
-        later.client_id == refs.c.client_id,
-        later.starts_at >= refs.c.t0,
-        later.starts_at < _at(horizon),
-        # Prunes the join to the longest window (+1 day of slack); the exact test is below.
-        later.starts_at < _plus_days(dialect, refs.c.t0, max(RETURN_WINDOWS) + 1),
-        later.status != "cancelled",
-    )
-    if period.location is not None:
-        join_on = and_(join_on, later.location == period.location)
-    back = (
-        select(refs.c.grp, refs.c.client_id, refs.c.t0, func.min(later.starts_at).label("back_at"))
-        .select_from(refs)
-        .outerjoin(later, join_on)
-        .group_by(refs.c.grp, refs.c.client_id, refs.c.t0)
-        .subquery()
-    )
-    gap = _seconds(dialect, back.c.back_at, back.c.t0)
-    columns = [back.c.grp]
+    refs = union_all(_labelled(with_incident, 1), _labelled(without, 0)).subquery()
+    gap = _seconds(dialect, refs.c.back_at, refs.c.t0)
+    columns = [refs.c.grp]
     for days in RETURN_WINDOWS:
-        passed = back.c.t0 <= _at(now - timedelta(days=days))
+        passed = refs.c.t0 <= _at(now - timedelta(days=days))
         columns.append(func.coalesce(func.sum(case((passed, 1), else_=0)), 0))
         columns.append(
             func.coalesce(
-                func.sum(case((and_(passed, back.c.back_at.is_not(None), gap <= days * 86400), 1), else_=0)), 0
+                func.sum(case((and_(passed, refs.c.back_at.is_not(None), gap <= days * 86400), 1), else_=0)), 0
             )
         )
-    rows = {row[0]: row[1:] for row in session.execute(select(*columns).group_by(back.c.grp)).all()}
+    rows = {row[0]: row[1:] for row in session.execute(select(*columns).group_by(refs.c.grp)).all()}
     rows = {name: rows[code] for name, code in (("with_incident", 1), ("without_incident", 0)) if code in rows}
 
     known = select(func.count()).select_from(Visit).where(Visit.starts_at >= period.start, Visit.starts_at < period.end)
@@ -576,14 +577,7 @@ def _returns(session: Session, period: Period, now: datetime) -> dict:
 
 def _labelled(stmt, group: int):
     sub = stmt.subquery()
-    return select(literal(group, Integer).label("grp"), sub.c.client_id, sub.c.t0)
-
-
-def _plus_days(dialect: str, column, days: int):
-    """``column`` plus whole days, as SQL (SQLite's text timestamps compare to the second)."""
-    if dialect == "postgresql":
-        return column + literal(timedelta(days=days))
-    return func.datetime(column, f"+{days} days")
+    return select(literal(group, Integer).label("grp"), sub.c.t0, sub.c.back_at)
 
 
 def locations(session: Session) -> list[str]:

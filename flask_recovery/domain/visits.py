@@ -1,18 +1,34 @@
-"""The host's visits in ``recovery_visits``: copied from the ``bookings_between`` loader."""
+"""The host's visits in ``recovery_visits``: copied from the ``bookings_between`` loader.
+
+Each visit row, and each incident, also carries the start of the client's *next* visit
+(``next_visit_at``, and ``next_visit_here_at`` at the same location): the first visit of
+hers, of any status but ``cancelled``, that starts when this one has ended or later.
+The journal's return rate then reads one column per client instead of joining all her
+later visits (:func:`refresh_next_visits` keeps the columns true; every write of a visit
+goes through it).
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..entities import Booking
-from ..models import Visit, check_database, utcnow
+from ..models import Incident, Visit, check_database, utcnow
+
+#: PostgreSQL advisory-lock namespace of the next-visit columns (first key of the pair).
+LOCK_NAMESPACE = 0x52_56_49_53  # "RVIS"
+#: Clients are spread over this many locks: at most this many held by one transaction.
+LOCK_BUCKETS = 64
+#: Client ids per ``IN (...)`` list.
+_CHUNK = 500
 
 
 def visit_row(booking: Booking, now: datetime, *, completed_at: datetime | None = None) -> dict[str, Any]:
@@ -68,7 +84,13 @@ def sync_visits(
             rows.append(visit_row(booking, now))
         seen += len(rows)
         for offset in range(0, len(rows), batch):
-            stmt = insert(Visit).values(rows[offset : offset + batch])
+            chunk = rows[offset : offset + batch]
+            changes = [Change(row["client_id"], row["starts_at"], row["ends_at"]) for row in chunk]
+            lock_clients(session, {change.client_id for change in changes})
+            moved = before_change(session, [row["booking_id"] for row in chunk])
+            lock_clients(session, {change.client_id for change in moved})
+            changes += moved
+            stmt = insert(Visit).values(chunk)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[Visit.booking_id],
                 set_={
@@ -82,6 +104,152 @@ def sync_visits(
                 },
             )
             session.execute(stmt)
+            refresh_next_visits(session, changes, booking_ids=[row["booking_id"] for row in chunk])
+            session.commit()
         session.commit()
         cursor = window_end
     return seen
+
+
+def lock_clients(session: Session, client_ids: Iterable[str]) -> None:
+    """On PostgreSQL, serialise writers of the same clients' visits until commit.
+
+    Two transactions writing visits of one client at once would each recompute her
+    next-visit columns without seeing the other's row. A transaction-scoped advisory lock
+    per bucket of clients (taken in order, so never a deadlock between two callers of
+    this function) makes the second wait for the first. SQLite serialises writers anyway.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    buckets = sorted({zlib.crc32(client.encode()) % LOCK_BUCKETS for client in client_ids})
+    if buckets:  # one statement; unnest keeps the array's (ascending) order
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, bucket) FROM unnest(CAST(:buckets AS integer[])) AS bucket"),
+            {"namespace": LOCK_NAMESPACE, "buckets": buckets},
+        )
+
+
+class Change(NamedTuple):
+    """A visit's place before or after a write: whose, when it starts and ends."""
+
+    client_id: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+def before_change(session: Session, booking_ids: list[str]) -> list[Change]:
+    """Where these bookings' rows are now, before a write.
+
+    A visit that moves (another time, another client) changes the next and previous
+    visits of the visits around its old place too.
+    """
+    changes: list[Change] = []
+    for offset in range(0, len(booking_ids), _CHUNK):
+        ids = booking_ids[offset : offset + _CHUNK]
+        rows = session.execute(select(Visit.client_id, Visit.starts_at, Visit.ends_at).where(Visit.booking_id.in_(ids)))
+        changes.extend(Change(*row) for row in rows)
+    return changes
+
+
+def refresh_next_visits(
+    session: Session,
+    changes: Iterable[Change] | None = None,
+    *,
+    booking_ids: Iterable[str] = (),
+) -> None:
+    """Recompute the next-visit and previous-visit columns where a write may have changed them.
+
+    ``changes``: the place of every visit written, before and after the write;
+    ``booking_ids``: the visits written (their own rows, and their incidents, are
+    recomputed). A row's next visit can only change if it ends before a changed start
+    and its next visit is not already earlier than that start; a visit's previous
+    completed visit only if it ends after a changed end and its previous one does not
+    already end later. Only those rows are touched. ``changes=None`` recomputes every
+    row (after a bulk load; the 0005 migration does the same). No commit; on PostgreSQL
+    call :func:`lock_clients` first.
+    """
+    if changes is None:
+        session.execute(update(Visit).values(_visit_values()))
+        session.execute(update(Incident).values(_next_values(Incident, Incident.visit_ended_at)))
+        return
+    changes = list(changes)
+    starts = [c.starts_at for c in changes if c.starts_at is not None]
+    ends = [c.ends_at for c in changes if c.ends_at is not None]
+    if not starts:
+        return
+    low, high = min(starts), max(starts)
+    clients = sorted({c.client_id for c in changes})
+    written = list(booking_ids)
+    for offset in range(0, len(clients), _CHUNK):
+        some = clients[offset : offset + _CHUNK]
+        for model, ended in ((Visit, Visit.ends_at), (Incident, Incident.visit_ended_at)):
+            stale = and_(
+                ended <= high,
+                or_(
+                    model.next_visit_at.is_(None),
+                    model.next_visit_at >= low,
+                    model.next_visit_here_at.is_(None),
+                    model.next_visit_here_at >= low,
+                ),
+            )
+            if model is Visit and ends:
+                stale = or_(
+                    stale,
+                    and_(
+                        Visit.ends_at >= min(ends),
+                        or_(
+                            Visit.previous_end_at.is_(None),
+                            Visit.previous_end_at <= max(ends),
+                            Visit.previous_here_end_at.is_(None),
+                            Visit.previous_here_end_at <= max(ends),
+                        ),
+                    ),
+                )
+            if written:  # the rows of the visits written themselves (a new incident's too)
+                stale = or_(stale, model.booking_id.in_(written))
+            values = _visit_values() if model is Visit else _next_values(model, ended)
+            stmt = update(model).where(model.client_id.in_(some), stale).values(values)
+            session.execute(stmt.execution_options(synchronize_session=False))
+
+
+def _next_values(model, ended) -> dict[str, Any]:
+    """SET clauses: the first start of the client's visits (not cancelled) from ``ended`` on."""
+    later = Visit.__table__.alias("later")
+
+    def first_start(here: bool):
+        stmt = select(func.min(later.c.starts_at)).where(
+            later.c.client_id == model.client_id,
+            later.c.status != "cancelled",
+            later.c.starts_at >= ended,
+        )
+        if here:
+            stmt = stmt.where(later.c.location == model.location)
+        return stmt.scalar_subquery()
+
+    return {"next_visit_at": first_start(False), "next_visit_here_at": first_start(True)}
+
+
+def _visit_values() -> dict[str, Any]:
+    """SET clauses of a visit: its next visits, and the end of the completed visit before it.
+
+    "Before" orders the client's completed visits by end, then booking id, so that of
+    two visits ending at the same moment exactly one comes first.
+    """
+    earlier = Visit.__table__.alias("earlier")
+
+    def previous_end(here: bool):
+        stmt = select(func.max(earlier.c.ends_at)).where(
+            earlier.c.client_id == Visit.client_id,
+            earlier.c.status == "completed",
+            or_(
+                earlier.c.ends_at < Visit.ends_at,
+                and_(earlier.c.ends_at == Visit.ends_at, earlier.c.booking_id < Visit.booking_id),
+            ),
+        )
+        if here:
+            stmt = stmt.where(earlier.c.location == Visit.location)
+        return stmt.scalar_subquery()
+
+    values = _next_values(Visit, Visit.ends_at)
+    values.update(previous_end_at=previous_end(False), previous_here_end_at=previous_end(True))
+    return values
