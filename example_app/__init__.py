@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import Flask, render_template, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
@@ -126,12 +127,29 @@ def _layout_context() -> dict[str, Any]:
 
 
 def _create_tables_and_seed() -> None:
+    """The salon's tables, the extension's, and the demo data once."""
     from .seed import needs_seed, seed
 
     db.create_all()
-    recovery.create_all()
-    if needs_seed():
+    if _recovery_tables() or needs_seed():
         seed()
+
+
+def _recovery_tables(*, reset: bool = False) -> bool:
+    """Create or upgrade the extension's tables through its migrations, as ``init-db`` does.
+
+    A demo database kept from an earlier version is thus upgraded, not broken. One made
+    by an older demo with ``create_all`` (no version table) cannot be upgraded: its
+    tables are made afresh, and so are they with ``reset``. Returns whether they were.
+    """
+    from flask_recovery import migrate
+
+    engine = db.engine
+    afresh = reset or (migrate.current_revision(engine) is None and sa.inspect(engine).has_table("recovery_incidents"))
+    if afresh:
+        recovery.drop_all()  # the version table too
+    migrate.upgrade(engine)
+    return afresh
 
 
 _ERROR_TITLES = {
@@ -174,9 +192,7 @@ def _register_cli(app: Flask) -> None:
         from .seed import seed
 
         db.create_all()
-        if reset_recovery:
-            recovery.drop_all()
-        recovery.create_all()
+        _recovery_tables(reset=reset_recovery)
         seed()
         click.echo("Demo data ready: 6 services, 4 masters, 12 clients, 20 bookings.")
 

@@ -159,10 +159,20 @@ class Recovery:
         metadata.create_all(_state().db.engine)
 
     def drop_all(self) -> None:
-        """Drop the extension's tables (tests)."""
+        """Drop the extension's tables (tests), and its migration version table with them.
+
+        So that a later ``flask recovery init-db`` creates them again instead of finding
+        the database "up to date" with no tables.
+        """
+        from sqlalchemy import text
+
+        from .migrate import VERSION_TABLE
         from .models import metadata
 
-        metadata.drop_all(_state().db.engine)
+        engine = _state().db.engine
+        metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
 
     def load_booking(self, booking_id: Any) -> Booking:
         """The host's booking, or :class:`~flask_recovery.errors.NotFound`."""

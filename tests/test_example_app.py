@@ -153,3 +153,42 @@ def test_online_booking_respects_a_managers_hold(salon):
     assert "Please call us to book" in refused.text and "Shouted" not in refused.text
     bad = client.post("/book", data={**form, "client": "4", "day": "2001-01-01"}, headers={"Accept-Language": "en"})
     assert bad.status_code == 422 and "Choose a time in the future." in bad.text
+
+
+@pytest.mark.parametrize("made_by", ["migrations", "create_all"])
+def test_a_demo_database_from_an_earlier_version_still_opens(db_url, made_by):
+    """A newcomer's salon database kept from before migration 0005 opens on the new version."""
+    import sqlalchemy as sa
+
+    from flask_recovery import migrate
+
+    engine = sa.create_engine(db_url)
+    migrate.upgrade(engine, "0004_flags_visits")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO recovery_visits (booking_id, client_id, starts_at, ends_at, status, created_at) "
+                "VALUES ('old', 'c-old', :t, :t, 'completed', :t)"
+            ),
+            {"t": "2026-01-10 10:00:00+00:00"},
+        )
+        if made_by == "create_all":  # an older demo made its tables without migrations
+            connection.execute(sa.text(f"DROP TABLE {migrate.VERSION_TABLE}"))
+    engine.dispose()
+    app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "TESTING": True, "SECRET_KEY": "t", "WTF_CSRF_ENABLED": False})
+    try:
+        with app.app_context():
+            assert migrate.current_revision(db.engine) == migrate.head_revision()
+            kept = db.session.execute(sa.text("SELECT count(*) FROM recovery_visits WHERE booking_id = 'old'")).scalar()
+        # upgraded in place with its data; a database without a version table is made afresh
+        assert kept == (1 if made_by == "migrations" else 0)
+        client = app.test_client()
+        login(client, "irina")
+        assert client.get("/day").status_code == 200
+        assert client.get("/bookings/8/checkout").status_code == 200
+    finally:
+        with app.app_context():
+            db.session.remove()
+            recovery.drop_all()
+            db.drop_all()
+            db.engine.dispose()
