@@ -453,11 +453,15 @@ def _send_batch(recovery, finisher: Finisher, token, messages, result, now) -> N
             gated = isinstance(conn, TimeoutConnection)
             if gated:
                 conn.before_data = finisher.wait
-            for row_id, (message, attempts, _client_id) in messages.items():
+            queue = list(messages.items())
+            for index, (row_id, (message, attempts, _client_id)) in enumerate(queue):
                 if not gated:
                     finisher.wait()
                 try:
-                    conn.send(message)
+                    if gated:  # the next message is serialized while the server reads this one
+                        conn.send(message, next_message=queue[index + 1][1][0] if index + 1 < len(queue) else None)
+                    else:
+                        conn.send(message)
                 except smtplib.SMTPResponseException as error:
                     pending.pop(row_id)
                     permanent = 500 <= error.smtp_code < 600

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -242,19 +243,28 @@ class _Sink:
         return "250 OK"
 
 
+@contextmanager
+def running_smtp(handler):
+    """A real aiosmtpd server on a free port of 127.0.0.1 with ``handler``; yields the port."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def smtp_server():
     """A real aiosmtpd server on 127.0.0.1; ``.messages`` holds what arrived (parsed)."""
-    from aiosmtpd.controller import Controller
-
     sink = _Sink()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        sink.port = probe.getsockname()[1]
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-    controller.start()
-    yield sink
-    controller.stop()
+    with running_smtp(sink) as sink.port:
+        yield sink
 
 
 @pytest.fixture
@@ -263,7 +273,7 @@ def outbox(smtp_server):
     return smtp_server.messages
 
 
-__all__ = ["Host", "make_app", "replace"]
+__all__ = ["Host", "make_app", "replace", "running_smtp"]
 
 
 # -- the browser (one Chromium for every browser test of the session) --------------------

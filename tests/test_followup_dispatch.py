@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flask_mail import Connection
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from flask_recovery import domain, outbox
 from flask_recovery.followups import claim, plan_followups, send_due_followups
+from flask_recovery.mail import TimeoutConnection
 from flask_recovery.models import Erasure, FollowUp, utcnow
 
 from .conftest import make_app
@@ -117,16 +117,16 @@ def test_smtp_down_then_up(app, host, session, smtp_server):
 @pytest.mark.parametrize(("code", "status", "retry"), [(451, "scheduled", 1), (550, "failed", 0)])
 def test_temporary_and_permanent_refusals(app, host, session, smtp_server, monkeypatch, code, status, retry):
     point_mail_at(app, smtp_server.port)
-    original = Connection.send
+    original = TimeoutConnection.send
     calls = {"n": 0}
 
-    def flaky(self, message, envelope_from=None):
+    def flaky(self, message, envelope_from=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise smtplib.SMTPDataError(code, b"try again later" if code < 500 else b"mailbox unavailable")
-        return original(self, message, envelope_from)
+        return original(self, message, envelope_from, **kwargs)
 
-    monkeypatch.setattr(Connection, "send", flaky)
+    monkeypatch.setattr(TimeoutConnection, "send", flaky)
     with app.app_context():
         resolved_cases(app, host, session, 2)
         result = send_due_followups()

@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from flask_mail import Connection
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from flask_recovery import followups
 from flask_recovery.followups import LEASE, send_due_followups
+from flask_recovery.mail import TimeoutConnection
 from flask_recovery.models import FollowUp
 from tests.dispatcher_app import SENDER, start_sink
 
@@ -321,19 +321,19 @@ def test_a_long_run_keeps_its_lease_on_later_batches(app, session, sink, monkeyp
     point_mail_at(app, sink.port)
     clock = {"now": datetime.now(UTC)}
     monkeypatch.setattr(followups, "utcnow", lambda: clock["now"])
-    original = Connection.send
+    original = TimeoutConnection.send
     grabbed: list[int] = []
     sends = {"n": 0}
 
-    def slow_send(self, message, envelope_from=None):
+    def slow_send(self, message, envelope_from=None, **kwargs):
         sends["n"] += 1
         if sends["n"] == 8:  # another cron run starts now
             with Session(app.db.engine) as other:
                 grabbed.extend(followups.claim(other, 50, clock["now"])[1])
-        original(self, message, envelope_from)
+        original(self, message, envelope_from, **kwargs)
         clock["now"] += timedelta(minutes=3)
 
-    monkeypatch.setattr(Connection, "send", slow_send)
+    monkeypatch.setattr(TimeoutConnection, "send", slow_send)
     with app.app_context():
         seed(session, clients(10), due=clock["now"] - timedelta(minutes=1))
         result = send_due_followups(batch_size=5)

@@ -90,12 +90,12 @@ def test_unreachable_server_retries_later(app, client, host, booking, runner, se
 
 def test_permanent_refusal_is_marked_failed(mail_app, client, host, booking, runner, session, monkeypatch):
     _request(client, host)
-    from flask_mail import Connection
+    from flask_recovery.mail import TimeoutConnection
 
-    def refuse(self, message, envelope_from=None):
+    def refuse(self, message, envelope_from=None, **kwargs):
         raise smtplib.SMTPDataError(554, b"rejected")
 
-    monkeypatch.setattr(Connection, "send", refuse)
+    monkeypatch.setattr(TimeoutConnection, "send", refuse)
     result = runner.invoke(args=["recovery", "send-notifications"])
     assert "failed 1" in result.output
     session.expire_all()

@@ -8,7 +8,6 @@ managers' "still not right" alert and the request for approval.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -18,6 +17,8 @@ import pytest
 
 from flask_recovery import Staff, domain, tokens
 from flask_recovery.models import FollowUp
+
+from .conftest import running_smtp
 
 INJECT = "\r\nBcc: thief@evil.example\r\nX-Injected: yes\r\n\r\nforged body"
 CONFIG = {
@@ -47,18 +48,11 @@ class EnvelopeSink:
 
 @pytest.fixture
 def sink(app):
-    from aiosmtpd.controller import Controller
-
     handler = EnvelopeSink()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    state = app.extensions["mail"]
-    state.server, state.port, state.default_sender = "127.0.0.1", port, "Velvet salon <hello@salon.test>"
-    yield handler
-    controller.stop()
+    with running_smtp(handler) as port:
+        state = app.extensions["mail"]
+        state.server, state.port, state.default_sender = "127.0.0.1", port, "Velvet salon <hello@salon.test>"
+        yield handler
 
 
 def wait_for(sink: EnvelopeSink, n: int) -> None:
