@@ -92,9 +92,11 @@ def _erased(session: Session, client_ids: set[str]) -> set[str]:
 ERASED = {"status": "cancelled", "last_error": "erased", "email": None, "client_name": None, "claimed_until": None}
 
 
-def _insert_ignore(session: Session, **values) -> None:
+def _insert_ignore(session: Session, **values) -> bool:
+    """Insert the follow-up row unless one of its booking and kind exists; whether it was new."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(FollowUp).values(**values).on_conflict_do_nothing(index_elements=["booking_id", "kind"]))
+    stmt = insert(FollowUp).values(**values).on_conflict_do_nothing(index_elements=["booking_id", "kind"])
+    return session.execute(stmt.returning(FollowUp.id)).first() is not None
 
 
 def _skip_reason(session: Session, booking: Booking | None, client_id: str, due: datetime) -> str | None:
@@ -150,7 +152,7 @@ def _plan_one(
     due: datetime | None,
     location: str | None,
     now: datetime,
-) -> None:
+) -> bool:
     reason = None
     if due is not None:
         try:
@@ -159,7 +161,7 @@ def _plan_one(
             due = None
     if due is None:  # one absurd date must not stop the run for every other client
         reason, due = "visit date out of range", now
-    _insert_ignore(
+    made = _insert_ignore(
         session,
         booking_id=booking_id,
         client_id=client_id,
@@ -176,18 +178,22 @@ def _plan_one(
         created_at=now,
     )
     session.commit()
+    return made
 
 
 def plan_followups(session: Session, now: datetime | None = None) -> int:
     """Create the check-in rows that are now known to be needed; returns how many were new.
 
     Nothing is planned for a client erased with ``forget-client`` (``recovery_erasures``):
-    not even a cancelled row, so nothing about her is written again.
+    not even a cancelled row, so nothing about her is written again. The queries read the
+    cases and visits of the planning horizon, never the whole table.
     """
     now = now or utcnow()
     recovery = get_recovery()
-    before = session.query(FollowUp).count()
+    made = 0
     has_checkin = exists().where(FollowUp.booking_id == Incident.booking_id, FollowUp.kind == "checkin")
+    conduct = aliased(Incident)
+    conduct_case = exists().where(conduct.booking_id == Incident.booking_id, conduct.conduct.is_(True))
     cases = session.execute(
         select(
             Incident.id,
@@ -202,33 +208,31 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
             Incident.status.in_(("resolved", "closed")),
             Incident.resolved_at > now - PLAN_HORIZON,
             ~has_checkin,
+            ~conduct_case,
             ~exists().where(Erasure.client_id == Incident.client_id),
         )
         .order_by(Incident.resolved_at)
     ).all()
-    conduct_bookings = set(session.scalars(select(Incident.booking_id).where(Incident.conduct.is_(True))))
     for incident_id, booking_id, client_id, location, ended, resolved in cases:
-        if booking_id in conduct_bookings:
-            continue
         booking = _load(recovery.load_booking, booking_id)
-        _plan_one(session, booking, booking_id, client_id, incident_id, _safe_due(ended, resolved), location, now)
+        due = _safe_due(ended, resolved)
+        made += _plan_one(session, booking, booking_id, client_id, incident_id, due, location, now)
 
     if current_app.config[key("FOLLOWUP_ALL_VISITS")] and recovery._bookings_between is not None:
         visits = [
             booking
             for booking in recovery._bookings_between(now - PLAN_HORIZON, now)
-            if booking.status == "completed" and booking.ends_at <= now and booking.id not in conduct_bookings
+            if booking.status == "completed" and booking.ends_at <= now
         ]
         erased = _erased(session, {str(booking.client_id) for booking in visits})
+        ids = [booking.id for booking in visits]
+        # a visit with a check-in planned already, or with a case (planned with it once resolved)
+        done = _bookings_with(session, ids, select(FollowUp.booking_id).where(FollowUp.kind == "checkin"))
+        done |= _bookings_with(session, ids, select(Incident.booking_id))
         for booking in visits:
-            if str(booking.client_id) in erased:
+            if str(booking.client_id) in erased or booking.id in done:
                 continue
-            if session.scalar(select(FollowUp.id).where(FollowUp.booking_id == booking.id, FollowUp.kind == "checkin")):
-                continue
-            open_case = session.scalar(select(Incident.id).where(Incident.booking_id == booking.id).limit(1))
-            if open_case is not None:
-                continue  # planned with its case once resolved
-            _plan_one(
+            made += _plan_one(
                 session,
                 booking,
                 booking.id,
@@ -266,7 +270,7 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
         tz, window = current_app.config[key("TIMEZONE")], current_app.config[key("FOLLOWUP_WINDOW")]
         for booking_id, client_id, incident_id, location, sent_at, locale, email, name in unanswered:
             unsubscribed = session.get(Unsubscribe, client_id) is not None
-            _insert_ignore(
+            made += _insert_ignore(
                 session,
                 booking_id=booking_id,
                 client_id=client_id,
@@ -283,7 +287,16 @@ def plan_followups(session: Session, now: datetime | None = None) -> int:
                 created_at=now,
             )
             session.commit()
-    return session.query(FollowUp).count() - before
+    return made
+
+
+def _bookings_with(session: Session, booking_ids: list[str], stmt) -> set[str]:
+    """Which of ``booking_ids`` the one-column ``stmt`` (booking ids) finds, in chunks."""
+    found: set[str] = set()
+    column = stmt.selected_columns[0]
+    for offset in range(0, len(booking_ids), 500):
+        found.update(session.scalars(stmt.where(column.in_(booking_ids[offset : offset + 500]))))
+    return found
 
 
 # -- dispatching ---------------------------------------------------------------------

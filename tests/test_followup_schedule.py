@@ -160,3 +160,33 @@ def test_no_reminder_for_a_client_erased_after_her_check_in(app, host, session):
         assert plan_followups(session) == 1
         reminders = session.query(FollowUp).filter_by(kind="reminder").all()
         assert [(r.booking_id, r.status) for r in reminders] == [("b2", "scheduled")]
+
+
+@pytest.mark.config(RECOVERY_FOLLOWUP_ALL_VISITS=True, RECOVERY_FOLLOWUP_DELAY=timedelta(0))
+def test_every_visit_is_planned_once_and_a_rerun_costs_the_same_queries_for_5_or_60_visits(app, host, session):
+    from sqlalchemy import event
+
+    statements = []
+    with app.app_context():
+        app.recovery.bookings_between(
+            lambda start, end: [b for b in host.bookings.values() if start <= b.ends_at < end]
+        )
+        event.listen(app.db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        staff = host.login("admin")
+        rerun = {}
+        for visits in (5, 60):
+            for n in range(len(host.bookings), visits):
+                host.add_booking(f"v{n}", client_id=f"c{n}", client_email=f"c{n}@client.test")
+            if visits == 5:  # a visit with a case waits for it; a conduct case gets nothing
+                domain.record_incident(session, host.bookings["v0"], staff, category="late", severity="minor",
+                                       description="late")  # fmt: skip
+                domain.record_incident(session, host.bookings["v1"], staff, category="client_conduct",
+                                       severity="major", description="abuse")  # fmt: skip
+            planned = plan_followups(session)
+            assert planned == (3 if visits == 5 else 55)
+            statements.clear()
+            assert plan_followups(session) == 0
+            rerun[visits] = len(statements)
+        assert rerun[5] == rerun[60]
+        rows = session.query(FollowUp).all()
+        assert len(rows) == 58 and {r.booking_id for r in rows}.isdisjoint({"v0", "v1"})
