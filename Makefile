@@ -13,6 +13,7 @@ bench:  ## print the benchmarks' side-by-side ratios
 	.venv/bin/python benchmarks/booking_page.py --db postgresql
 	.venv/bin/python benchmarks/grants.py
 	.venv/bin/python benchmarks/followups.py
+	.venv/bin/python benchmarks/followups.py --db postgresql --skip-parallel
 	.venv/bin/python benchmarks/day_list.py --helper bulk
 	.venv/bin/python benchmarks/day_list.py --helper bulk --db postgresql
 	.venv/bin/python benchmarks/day_list_example.py
