@@ -85,11 +85,13 @@ def sync_visits(
         seen += len(rows)
         for offset in range(0, len(rows), batch):
             chunk = rows[offset : offset + batch]
-            changes = [Change(row["client_id"], row["starts_at"], row["ends_at"]) for row in chunk]
-            lock_clients(session, {change.client_id for change in changes})
-            moved = before_change(session, [row["booking_id"] for row in chunk])
-            lock_clients(session, {change.client_id for change in moved})
-            changes += moved
+            lock_clients(session, {row["client_id"] for row in chunk})
+            before = _places(session, [row["booking_id"] for row in chunk])
+            lock_clients(session, {place[0] for place in before.values()})
+            # Only a visit that moved, changed status or came new changes anyone's next visit.
+            changed = [row for row in chunk if before.get(row["booking_id"]) != _place(row)]
+            changes = [Change(row["client_id"], row["starts_at"], row["ends_at"]) for row in changed]
+            changes += [Change(*before[row["booking_id"]][:3]) for row in changed if row["booking_id"] in before]
             stmt = insert(Visit).values(chunk)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[Visit.booking_id],
@@ -104,7 +106,7 @@ def sync_visits(
                 },
             )
             session.execute(stmt)
-            refresh_next_visits(session, changes, booking_ids=[row["booking_id"] for row in chunk])
+            refresh_next_visits(session, changes, booking_ids=[row["booking_id"] for row in changed])
             session.commit()
         session.commit()
         cursor = window_end
@@ -143,12 +145,26 @@ def before_change(session: Session, booking_ids: list[str]) -> list[Change]:
     A visit that moves (another time, another client) changes the next and previous
     visits of the visits around its old place too.
     """
-    changes: list[Change] = []
+    return [Change(*place[:3]) for place in _places(session, booking_ids).values()]
+
+
+_PLACE = ("client_id", "starts_at", "ends_at", "status", "location")
+
+
+def _place(row: dict[str, Any]) -> tuple:
+    """What of a visit row decides the next and previous visits: whose, when, status, where."""
+    return tuple(row[name] for name in _PLACE)
+
+
+def _places(session: Session, booking_ids: list[str]) -> dict[str, tuple]:
+    """:func:`_place` of these bookings' rows as they are now, by booking id."""
+    places: dict[str, tuple] = {}
+    columns = [getattr(Visit, name) for name in _PLACE]
     for offset in range(0, len(booking_ids), _CHUNK):
         ids = booking_ids[offset : offset + _CHUNK]
-        rows = session.execute(select(Visit.client_id, Visit.starts_at, Visit.ends_at).where(Visit.booking_id.in_(ids)))
-        changes.extend(Change(*row) for row in rows)
-    return changes
+        for booking_id, *place in session.execute(select(Visit.booking_id, *columns).where(Visit.booking_id.in_(ids))):
+            places[booking_id] = tuple(place)
+    return places
 
 
 def refresh_next_visits(
