@@ -76,7 +76,7 @@ from sqlalchemy import event
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from flask_recovery import Booking, Recovery, Staff, domain  # noqa: E402
-from flask_recovery.domain.flags import badge_cache  # noqa: E402
+from flask_recovery.domain.badges import badge_cache  # noqa: E402
 from flask_recovery.widgets import render_badges  # noqa: E402
 
 PG_ADMIN = os.environ.get("RECOVERY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import domain
 from .config import permitted
-from .domain import flags
+from .domain import access, flags, holds
 from .domain.incidents import client_record
 from .errors import InvalidInput, NotFound, RecoveryError
 from .extension import get_recovery
@@ -219,7 +219,7 @@ def create_api_blueprint() -> Blueprint:
         recovery = get_recovery()
         staff = recovery.current_staff()
         domain.require_permission(staff, "client.view")
-        client_id = flags.client_in_scope(recovery.session, client_id, staff, _query_booking())
+        client_id = access.client_in_scope(recovery.session, client_id, staff, _query_booking())
         show = flags.can_read_conduct(staff)
         active = flags.active_flags(recovery.session, client_id)
         return jsonify(
@@ -232,7 +232,7 @@ def create_api_blueprint() -> Blueprint:
         )
 
     def _may_book(session, client_id: str, staff) -> dict[str, Any]:
-        answer = flags.may_book(session, client_id).to_dict()
+        answer = holds.may_book(session, client_id).to_dict()
         if not (flags.can_read_conduct(staff) or permitted(current_app.config, "hold.manage", staff.role)):
             answer["reason"] = None  # a manager's note: for conduct readers and hold managers
         return answer
@@ -286,7 +286,7 @@ def create_api_blueprint() -> Blueprint:
         recovery = get_recovery()
         staff = recovery.current_staff()
         domain.require_permission(staff, "client.view")
-        client_id = flags.client_in_scope(recovery.session, client_id, staff, _query_booking())
+        client_id = access.client_in_scope(recovery.session, client_id, staff, _query_booking())
         return jsonify(_may_book(recovery.session, client_id, staff))
 
     @api.post("/clients/<client_id>/hold")
@@ -297,10 +297,10 @@ def create_api_blueprint() -> Blueprint:
         domain.require_permission(staff, "hold.manage")
         body = _json_body()
         _allowed_fields(body, {"reason", "incident_id"})
-        hold = flags.set_hold(
+        hold = holds.set_hold(
             recovery.session, client_id, staff, reason=body.get("reason"), incident_id=body.get("incident_id")
         )
-        return jsonify(flags.hold_to_dict(hold)), 201
+        return jsonify(holds.hold_to_dict(hold)), 201
 
     @api.post("/clients/<client_id>/hold/lift")
     def lift_hold(client_id: str):
@@ -310,8 +310,8 @@ def create_api_blueprint() -> Blueprint:
         domain.require_permission(staff, "hold.manage")
         body = _json_body()
         _allowed_fields(body, {"reason"})
-        hold = flags.lift_hold(recovery.session, client_id, staff, reason=body.get("reason"))
-        return jsonify(flags.hold_to_dict(hold))
+        hold = holds.lift_hold(recovery.session, client_id, staff, reason=body.get("reason"))
+        return jsonify(holds.hold_to_dict(hold))
 
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_found(unknown: str):

@@ -250,9 +250,9 @@ class Recovery:
         Returns an object with ``allowed`` (bool) and ``reason`` (str or None); truthy
         when allowed. Off (always allowed) unless a manager set a hold.
         """
-        from .domain import flags
+        from .domain import holds
 
-        return flags.may_book(self.session, str(client_id))
+        return holds.may_book(self.session, str(client_id))
 
     def badge(self, booking: Any) -> Markup:
         """The flag badge's HTML for a booking id or ``Booking`` (same as ``recovery_badge``)."""

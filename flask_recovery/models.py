@@ -143,13 +143,13 @@ class Incident(Base):
             "status": self.status,
             "recorded_by": self.recorded_by,
             "recorded_by_name": self.recorded_by_name,
-            "visit_ended_at": _iso(self.visit_ended_at),
-            "recorded_at": _iso(self.recorded_at),
-            "resolved_at": _iso(self.resolved_at),
+            "visit_ended_at": iso(self.visit_ended_at),
+            "recorded_at": iso(self.recorded_at),
+            "resolved_at": iso(self.resolved_at),
             "resolved_by": self.resolved_by,
             "resolution_note": self.resolution_note,
-            "closed_at": _iso(self.closed_at),
-            "reopened_at": _iso(self.reopened_at),
+            "closed_at": iso(self.closed_at),
+            "reopened_at": iso(self.reopened_at),
             "minutes_to_recognition": _minutes(self.visit_ended_at, self.recorded_at),
             "minutes_to_resolution": _minutes(self.visit_ended_at, self.resolved_at),
         }
@@ -210,13 +210,13 @@ class Compensation(Base):
             "status": self.status,
             "note": self.note,
             "requested_by": self.requested_by,
-            "created_at": _iso(self.created_at),
+            "created_at": iso(self.created_at),
             "decided_by": self.decided_by,
-            "decided_at": _iso(self.decided_at),
+            "decided_at": iso(self.decided_at),
             "decision_note": self.decision_note,
             "voucher_code": self.voucher_code,
-            "voucher_expires_at": _iso(self.voucher_expires_at),
-            "redeemed_at": _iso(self.redeemed_at),
+            "voucher_expires_at": iso(self.voucher_expires_at),
+            "redeemed_at": iso(self.redeemed_at),
             "redeemed_booking_id": self.redeemed_booking_id,
         }
 
@@ -303,12 +303,12 @@ class FollowUp(Base):
             "incident_id": self.incident_id,
             "kind": self.kind,
             "status": self.status,
-            "due_at": _iso(self.due_at),
-            "sent_at": _iso(self.sent_at),
+            "due_at": iso(self.due_at),
+            "sent_at": iso(self.sent_at),
             "attempts": self.attempts,
             "last_error": self.last_error,
             "answer": self.answer,
-            "answered_at": _iso(self.answered_at),
+            "answered_at": iso(self.answered_at),
             "comment": self.comment,
         }
 
@@ -455,7 +455,7 @@ class AuditEntry(Base):
         """The entry as the JSON API shows it."""
         return {
             "id": self.id,
-            "at": _iso(self.at),
+            "at": iso(self.at),
             "actor_id": self.actor_id,
             "actor_role": self.actor_role,
             "action": self.action,
@@ -466,7 +466,8 @@ class AuditEntry(Base):
         }
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """``value.isoformat()``, or ``None`` for ``None`` (JSON and exports)."""
     return value.isoformat() if value is not None else None
 
 

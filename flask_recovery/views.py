@@ -22,7 +22,7 @@ from flask import (
 
 from . import domain
 from .config import permitted
-from .domain import flags
+from .domain import flags, holds
 from .domain.incidents import client_record
 from .errors import InvalidInput, NotFound, RecoveryError
 from .extension import get_recovery
@@ -364,12 +364,12 @@ def create_blueprint() -> Blueprint:
     @bp.post("/clients/<client_id>/hold")
     def set_hold(client_id: str):
         """A manager pauses online booking for the client, with a reason."""
-        return _hold_action(client_id, flags.set_hold, _("Online booking paused for this client."), "hold")
+        return _hold_action(client_id, holds.set_hold, _("Online booking paused for this client."), "hold")
 
     @bp.post("/clients/<client_id>/hold/lift")
     def lift_hold(client_id: str):
         """A manager allows online booking again, with a reason."""
-        return _hold_action(client_id, flags.lift_hold, _("Online booking allowed again."), "hold-lift")
+        return _hold_action(client_id, holds.lift_hold, _("Online booking allowed again."), "hold-lift")
 
     @bp.get("/approvals")
     def approvals():

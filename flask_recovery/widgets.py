@@ -19,8 +19,9 @@ from flask_babel import get_locale
 from markupsafe import Markup, escape
 
 from .config import category_keys, key, permitted
-from .domain import flags
+from .domain import flags, holds
 from .domain.audit import history_for_booking
+from .domain.badges import BadgeCache, badge_cache
 from .domain.compensations import WARN_SHARE, authority_summary, compensations_for_booking, suggestions
 from .domain.incidents import client_summary, incidents_for_booking
 from .entities import Booking, Staff
@@ -191,7 +192,7 @@ def widget_context(
     return {
         "flags_now": [f for f in client_flags if flags.applies(f, booking.id, booking.ends_at)],
         "flags_next": [f for f in client_flags if not flags.applies(f, booking.id, booking.ends_at)],
-        "hold": flags.active_hold(session, booking.client_id),
+        "hold": holds.active_hold(session, booking.client_id),
         "ack_form": AcknowledgeForm(formdata=None),
         "lift_form": ReasonForm(formdata=None),
         "can_acknowledge": permitted(config, "flag.acknowledge", staff.role),
@@ -391,14 +392,14 @@ class _Viewer:
         return html
 
 
-def _viewer(cache: flags.BadgeCache) -> _Viewer:
+def _viewer(cache: BadgeCache) -> _Viewer:
     viewer = cache.viewer
     if viewer is None:
         viewer = cache.viewer = _Viewer()
     return viewer
 
 
-def _booking_of(cache: flags.BadgeCache, booking_id: Any) -> Any:
+def _booking_of(cache: BadgeCache, booking_id: Any) -> Any:
     """What a bare booking id stands for: the ref ``flags_for_bookings`` kept, or the host's
     booking (its loader); ``None`` when unknown."""
     ref = cache.refs.get(str(booking_id))
@@ -424,7 +425,7 @@ def render_badge(booking: Any) -> Markup:
     flags of every client at once (unless :meth:`Recovery.flags_for_bookings` did), so a
     page of 200 badges costs one query. For a long list :func:`render_badges` is cheaper.
     """
-    cache = g.get("_recovery_badges") or flags.badge_cache()
+    cache = g.get("_recovery_badges") or badge_cache()
     viewer = cache.viewer or _viewer(cache)
     if viewer.staff is None:
         return _EMPTY
@@ -490,7 +491,7 @@ def render_badges(bookings: Any) -> BadgeMap:
     For a long list the cheapest form in the row is ``{% if row.id in badges %}
     {{ badges[row.id] }}{% endif %}`` (``benchmarks/day_list.py`` measures both).
     """
-    cache = g.get("_recovery_badges") or flags.badge_cache()
+    cache = g.get("_recovery_badges") or badge_cache()
     viewer = cache.viewer or _viewer(cache)
     badges = BadgeMap()
     if viewer.staff is None:

@@ -16,9 +16,12 @@ from .. import signals
 from ..config import CONDUCT_CATEGORY, SEVERITIES, category_keys, key, permitted
 from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound
-from ..models import BookingHold, Compensation, Flag, FollowUp, Incident, Visit, utcnow
+from ..models import BookingHold, Compensation, Flag, FollowUp, Incident, Visit, iso, utcnow
 from . import flags
+from .access import client_in_scope
 from .audit import audit, history_for_booking
+from .badges import forget_cached_flags
+from .holds import BookingPermission, hold_to_dict
 
 #: Statuses from which each transition may start.
 RESOLVABLE = ("open", "reopened")
@@ -137,7 +140,7 @@ def record_incident(
     flag = flags.flag_for_incident(session, incident, staff, incident.recorded_at)
     flags.upsert_visit(session, booking)
     session.commit()
-    flags.forget_cached_flags()
+    forget_cached_flags()
     signals.send_robust(signals.incident_recorded, incident=incident, booking=booking, staff=staff)
     signals.send_robust(signals.client_flagged, flag=flag, booking=booking, staff=staff, cause="set")
     return incident
@@ -380,7 +383,7 @@ class ClientRecord:
         return {
             "client_id": self.client_id,
             "display": self.display,
-            "may_book": flags.BookingPermission(
+            "may_book": BookingPermission(
                 allowed=self.hold is None,
                 reason=self.hold.reason if self.hold else None,
                 hold_id=self.hold.id if self.hold else None,
@@ -388,16 +391,16 @@ class ClientRecord:
             ).to_dict(),
             "active_flags": [flags.flag_to_dict(f, show) for f in self.active_flags],
             "past_flags": [flags.flag_to_dict(f, show) for f in self.past_flags],
-            "holds": [flags.hold_to_dict(h) for h in self.holds],
+            "holds": [hold_to_dict(h) for h in self.holds],
             "visits": [
                 {
                     "booking_id": v.booking_id,
-                    "starts_at": _iso(v.starts_at),
-                    "ends_at": _iso(v.ends_at),
+                    "starts_at": iso(v.starts_at),
+                    "ends_at": iso(v.ends_at),
                     "status": v.status,
                     "location": v.location,
                     "staff_id": v.staff_id,
-                    "completed_at": _iso(v.completed_at),
+                    "completed_at": iso(v.completed_at),
                     "incidents": [
                         dict(
                             _visible(i.to_dict(), show),
@@ -413,10 +416,6 @@ class ClientRecord:
         }
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def client_record(
     session: Session, client_id: Any, staff: Staff | None, booking: Booking | None = None
 ) -> ClientRecord:
@@ -428,7 +427,7 @@ def client_record(
     flag (flags follow her to every branch). Seven queries whatever her history.
     """
     require_permission(staff, "client.view")
-    client_id = flags.client_in_scope(session, client_id, staff, booking)
+    client_id = client_in_scope(session, client_id, staff, booking)
     here = staff.location
 
     def scoped(stmt, model):

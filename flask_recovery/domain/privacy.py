@@ -269,7 +269,7 @@ def forget_client(session: Session, client_id: str) -> ErasureResult:
         session.rollback()
         raise
     session.expire_all()  # objects loaded before must not show the erased text
-    from .flags import forget_cached_flags
+    from .badges import forget_cached_flags
 
     forget_cached_flags()  # badges cached for this request must not show her void flags
     return result
