@@ -196,3 +196,36 @@ def test_a_bulk_refresh_recomputes_every_row(app, host, session):
     assert session.get(Visit, "v1").next_visit_at == START + timedelta(days=49)  # v4 is cancelled: v7
     v0 = session.get(Visit, "v0")  # c0 comes on days 0, 21, 42, 63 to center, north, center, north
     assert (v0.next_visit_at, v0.next_visit_here_at) == (START + timedelta(days=21), START + timedelta(days=42))
+
+
+def test_desks_moving_bookings_between_clients_at_once_keep_every_row_true(app, host, session):
+    """Four desks rescheduling and reassigning the same bookings at once: no deadlock, no stale row."""
+    clients, ids = ("c1", "c2", "c3"), [f"b{n}" for n in range(6)]
+    for n, booking_id in enumerate(ids):
+        host.bookings[booking_id] = booking(booking_id, clients[n % 3], START + timedelta(days=n))
+        app.recovery.booking_created(booking_id)
+    errors = []
+    start = threading.Barrier(4)
+
+    def desk(seed):
+        rnd = random.Random(seed)
+        try:
+            with app.app_context():
+                start.wait(10)
+                for _ in range(25):
+                    starts = START + timedelta(days=rnd.randrange(10))
+                    status = rnd.choice(["booked", "cancelled", "completed"])
+                    changed = booking(rnd.choice(ids), rnd.choice(clients), starts, rnd.choice(LOCATIONS), status)
+                    flags.upsert_visit(app.db.session, changed)
+                    app.db.session.commit()
+                app.db.session.remove()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    desks = [threading.Thread(target=desk, args=(seed,)) for seed in range(4)]
+    for thread in desks:
+        thread.start()
+    for thread in desks:
+        thread.join(60)
+    assert errors == []
+    assert assert_next_visits_true(session) == 6

@@ -40,7 +40,7 @@ from .audit import audit
 from .badges import badge_cache, forget_cached_flags
 from .holds import lift_hold, set_hold  # noqa: F401 (re-exported: their old address still works)
 from .reasons import compose_reason
-from .visits import Change, before_change, lock_clients, refresh_next_visits, visit_row
+from .visits import Change, lock_for_write, refresh_next_visits, visit_row
 
 #: Flag types (stable keys): extra attention, and a warning that protects staff.
 FLAG_TYPES = ("vip", "conduct")
@@ -238,12 +238,11 @@ def upsert_visit(session: Session, booking: Booking, *, completed_at: datetime |
     """Insert or update the booking's :class:`Visit` row (ids and times only); no commit.
 
     Also brings the next-visit columns of her visits and incidents up to date
-    (:func:`~.visits.refresh_next_visits`), under the client's lock on PostgreSQL.
+    (:func:`~.visits.refresh_next_visits`), under the booking's and the clients' locks on
+    PostgreSQL (:func:`~.visits.lock_for_write`).
     """
     explicit = completed_at is not None
-    lock_clients(session, [booking.client_id])
-    moved = before_change(session, [booking.id])
-    lock_clients(session, [change.client_id for change in moved])
+    moved = [Change(*place[:3]) for place in lock_for_write(session, [(booking.id, booking.client_id)]).values()]
     values = visit_row(booking, utcnow(), completed_at=completed_at)
     changed = ("client_id", "location", "staff_id", "starts_at", "ends_at", "status")
     dialect = check_database(session.get_bind().dialect.name)

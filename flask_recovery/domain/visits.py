@@ -23,9 +23,10 @@ from sqlalchemy.orm import Session
 from ..entities import Booking
 from ..models import Incident, Visit, check_database, utcnow
 
-#: PostgreSQL advisory-lock namespace of the next-visit columns (first key of the pair).
-LOCK_NAMESPACE = 0x52_56_49_53  # "RVIS"
-#: Clients are spread over this many locks: at most this many held by one transaction.
+#: PostgreSQL advisory-lock namespaces (first key of the pair): bookings, then clients.
+BOOKING_LOCKS = 0x52_56_42_4B  # "RVBK"
+CLIENT_LOCKS = 0x52_56_49_53  # "RVIS"
+#: Bookings and clients are each spread over this many locks (at most this many held).
 LOCK_BUCKETS = 64
 #: Client ids per ``IN (...)`` list.
 _CHUNK = 500
@@ -85,9 +86,7 @@ def sync_visits(
         seen += len(rows)
         for offset in range(0, len(rows), batch):
             chunk = rows[offset : offset + batch]
-            lock_clients(session, {row["client_id"] for row in chunk})
-            before = _places(session, [row["booking_id"] for row in chunk])
-            lock_clients(session, {place[0] for place in before.values()})
+            before = lock_for_write(session, [(row["booking_id"], row["client_id"]) for row in chunk])
             # Only a visit that moved, changed status or came new changes anyone's next visit.
             changed = [row for row in chunk if before.get(row["booking_id"]) != _place(row)]
             changes = [Change(row["client_id"], row["starts_at"], row["ends_at"]) for row in changed]
@@ -113,21 +112,33 @@ def sync_visits(
     return seen
 
 
-def lock_clients(session: Session, client_ids: Iterable[str]) -> None:
-    """On PostgreSQL, serialise writers of the same clients' visits until commit.
+def lock_for_write(session: Session, writes: list[tuple[str, str]]) -> dict[str, tuple]:
+    """Lock what writing these ``(booking_id, client_id)`` visits touches; their places now.
 
     Two transactions writing visits of one client at once would each recompute her
-    next-visit columns without seeing the other's row. A transaction-scoped advisory lock
-    per bucket of clients (taken in order, so never a deadlock between two callers of
-    this function) makes the second wait for the first. SQLite serialises writers anyway.
+    next-visit columns without seeing the other's row. On PostgreSQL, transaction-scoped
+    advisory locks serialise them: first the bookings (so nobody moves one of them while
+    its place is read), then every client involved, old and new, in one go. Each kind is
+    taken in ascending order and bookings always before clients, so two writers never wait
+    for each other in a circle. SQLite serialises writers anyway. Returns
+    :func:`_places` of the bookings (before the write).
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    buckets = sorted({zlib.crc32(client.encode()) % LOCK_BUCKETS for client in client_ids})
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        _lock(session, BOOKING_LOCKS, [booking_id for booking_id, _ in writes])
+    places = _places(session, [booking_id for booking_id, _ in writes])
+    if postgres:
+        clients = {client for _, client in writes} | {place[0] for place in places.values()}
+        _lock(session, CLIENT_LOCKS, clients)
+    return places
+
+
+def _lock(session: Session, namespace: int, keys: Iterable[str]) -> None:
+    buckets = sorted({zlib.crc32(key.encode()) % LOCK_BUCKETS for key in keys})
     if buckets:  # one statement; unnest keeps the array's (ascending) order
         session.execute(
             text("SELECT pg_advisory_xact_lock(:namespace, bucket) FROM unnest(CAST(:buckets AS integer[])) AS bucket"),
-            {"namespace": LOCK_NAMESPACE, "buckets": buckets},
+            {"namespace": namespace, "buckets": buckets},
         )
 
 
@@ -137,15 +148,6 @@ class Change(NamedTuple):
     client_id: str
     starts_at: datetime | None
     ends_at: datetime | None
-
-
-def before_change(session: Session, booking_ids: list[str]) -> list[Change]:
-    """Where these bookings' rows are now, before a write.
-
-    A visit that moves (another time, another client) changes the next and previous
-    visits of the visits around its old place too.
-    """
-    return [Change(*place[:3]) for place in _places(session, booking_ids).values()]
 
 
 _PLACE = ("client_id", "starts_at", "ends_at", "status", "location")
@@ -182,7 +184,7 @@ def refresh_next_visits(
     completed visit only if it ends after a changed end and its previous one does not
     already end later. Only those rows are touched. ``changes=None`` recomputes every
     row (after a bulk load; the 0005 migration does the same). No commit; on PostgreSQL
-    call :func:`lock_clients` first.
+    call :func:`lock_for_write` first.
     """
     if changes is None:
         session.execute(update(Visit).values(_visit_values()))
