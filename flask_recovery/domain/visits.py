@@ -120,12 +120,19 @@ def lock_for_write(session: Session, writes: list[tuple[str, str]]) -> dict[str,
     advisory locks serialise them: first the bookings (so nobody moves one of them while
     its place is read), then every client involved, old and new, in one go. Each kind is
     taken in ascending order and bookings always before clients, so two writers never wait
-    for each other in a circle. SQLite serialises writers anyway. Returns
+    for each other in a circle. On SQLite the write transaction (one writer at a time) is
+    begun before the places are read. Returns
     :func:`_places` of the bookings (before the write).
     """
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         _lock(session, BOOKING_LOCKS, [booking_id for booking_id, _ in writes])
+    else:
+        connection = session.connection()
+        if not connection.connection.driver_connection.in_transaction:
+            # Read the places inside the write transaction: the driver would begin it only
+            # at the first write, after the read, and another writer could come between.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
     places = _places(session, [booking_id for booking_id, _ in writes])
     if postgres:
         clients = {client for _, client in writes} | {place[0] for place in places.values()}
