@@ -34,7 +34,7 @@ from email import charset, policy
 from email.utils import formatdate
 from functools import lru_cache
 
-from flask_mail import Message, force_text, sanitize_address, sanitize_addresses, sanitize_subject
+from flask_mail import BadHeaderError, Message, force_text, sanitize_address, sanitize_addresses, sanitize_subject
 
 __all__ = ["message_bytes", "sanitized_address"]
 
@@ -51,6 +51,8 @@ _SUBTYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,30}\Z")
 #: a line break not followed by folding white space: the generator of newer Pythons refuses it
 _NEWLINE_WITHOUT_FWSP = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+#: what ``str.splitlines`` breaks at: never in a header name
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 #: headers written verbatim on one line (see :func:`_fold`)
 _VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 
@@ -62,13 +64,22 @@ class _Unusual(Exception):
 def message_bytes(message: Message) -> bytes:
     """``message.as_bytes()``: the same bytes (given the same ``random`` state), built faster.
 
-    A message this module does not write itself goes to ``message.as_bytes()``.
+    A message this module does not write itself goes to ``message.as_bytes()``. A header
+    that would put a line break on the wire (a CR or LF, a vertical tab, a form feed, a
+    Unicode line separator ... in a subject, a header's value or name) raises Flask-Mail's
+    ``BadHeaderError`` instead of being written: Flask-Mail checks CR and LF only, and the
+    mail generator of older Pythons writes the rest as new header lines.
     """
     if _writable(message):
         try:
             return _build(message)
+        except BadHeaderError:
+            raise
         except Exception:  # unusual content: Flask-Mail's own way, with its own result or error
             pass
+    for name in message.extra_headers or {}:
+        if isinstance(name, str) and _LINE_BREAK.search(name):
+            raise BadHeaderError(name)
     return message.as_bytes()
 
 
@@ -114,7 +125,9 @@ def _fold(name: str, value: str) -> bytes:
     if value.isascii() and value.isprintable() and len(name) + len(value) + 2 <= _POLICY.max_line_length:
         return f"{name}: {value}\r\n".encode("ascii")  # what fold_binary returns for it, without refolding
     folded = _POLICY.fold_binary(name, value)
-    if not folded.endswith(_NL) or _NEWLINE_WITHOUT_FWSP.search(folded[:-2]):
+    if _NEWLINE_WITHOUT_FWSP.search(folded[:-2]):
+        raise BadHeaderError(name)  # a new header line: an injection, never written
+    if not folded.endswith(_NL):
         raise _Unusual(name)
     return folded
 
