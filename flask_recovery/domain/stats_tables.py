@@ -32,27 +32,20 @@ def tables(data: dict, labels: Callable[[str], str] | None = None) -> dict[str, 
     categories = incidents["categories"]
     result: dict[str, Table] = {}
 
-    weekly = Table(
-        "weekly",
-        _("Incidents per week"),
-        ["week", "category", "category_label", "incidents"],
-        [_("Week from"), _("Category"), _("Category name"), _("Incidents")],
-    )
-    for week in incidents["weeks"]:
-        for category in categories:
-            weekly.rows.append([week["week"], category, label(category), week["counts"].get(category, 0)])
-    result["weekly"] = weekly
-
-    monthly = Table(
-        "monthly",
-        _("Incidents per month"),
-        ["month", "category", "category_label", "incidents"],
-        [_("Month"), _("Category"), _("Category name"), _("Incidents")],
-    )
-    for month in incidents["months"]:
-        for category in categories:
-            monthly.rows.append([month["month"], category, label(category), month["counts"].get(category, 0)])
-    result["monthly"] = monthly
+    for name, title, key_column, heading, buckets in (
+        ("weekly", _("Incidents per week"), "week", _("Week from"), incidents["weeks"]),
+        ("monthly", _("Incidents per month"), "month", _("Month"), incidents["months"]),
+    ):
+        table = Table(
+            name,
+            title,
+            [key_column, "category", "category_label", "incidents"],
+            [heading, _("Category"), _("Category name"), _("Incidents")],
+        )
+        for bucket in buckets:
+            for category in categories:
+                table.rows.append([bucket[key_column], category, label(category), bucket["counts"].get(category, 0)])
+        result[name] = table
 
     speed = Table(
         "speed",

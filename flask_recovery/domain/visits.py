@@ -107,7 +107,6 @@ def sync_visits(
             session.execute(stmt)
             refresh_next_visits(session, changes, booking_ids=[row["booking_id"] for row in changed])
             session.commit()
-        session.commit()
         cursor = window_end
     return seen
 
