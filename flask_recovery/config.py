@@ -108,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TIMEOUT": 10,
     "VOUCHER_DAYS": 180,
     "BASE_URL": None,
+    "LOGIN_VIEW": None,  # the host's login: an endpoint name or a URL (None: Flask-Login's login_view)
     "MAX_AMOUNT": 100_000_000,
     "LINK_MAX_AGE": timedelta(days=30),
     "UNSUBSCRIBE_LINK_MAX_AGE": timedelta(days=365),
@@ -313,6 +314,10 @@ def validate(config: Mapping[str, Any]) -> None:
         or re.search(r"[\r\n]", salon_name)
     ):
         _fail("SALON_NAME", "must be None or the salon's name on one line (at most 120 characters)", salon_name)
+
+    login_view = get("LOGIN_VIEW")
+    if login_view is not None and (not isinstance(login_view, str) or not login_view.strip()):
+        _fail("LOGIN_VIEW", "must be None, an endpoint name such as 'auth.login' or a URL such as '/login'", login_view)
 
     _check_rate_limits(get)
 
