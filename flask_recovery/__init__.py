@@ -1,7 +1,7 @@
 """flask-recovery: service recovery (recognize, resolve, reconnect) for Flask booking sites."""
 
 from .config import ConfigError
-from .entities import Booking, Staff
+from .entities import Booking, NaiveDatetimeError, Staff
 from .errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound, RecoveryError
 from .extension import Recovery
 from .models import UnsupportedDatabase
@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "InvalidInput",
+    "NaiveDatetimeError",
     "NotAllowed",
     "NotAuthenticated",
     "NotFound",

@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 #: Remedy kinds a compensation can take (stable keys).
 REMEDY_KINDS = ("gift", "discount", "percent_discount", "redo", "refund")
 
+#: How a naive booking time is read: local time in RECOVERY_TIMEZONE, UTC, or refused.
+NAIVE_DATETIME_MODES = ("local", "utc", "error")
+
 #: Incident severities, mildest first (stable keys).
 SEVERITIES = ("minor", "major", "critical")
 
@@ -90,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "URL_PREFIX": "/recovery",
     "CURRENCY": "EUR",
     "TIMEZONE": "UTC",
+    "NAIVE_DATETIMES": "local",
     "DEFAULT_LOCALE": "en",
     "LOCALES": ("en", "ru"),
     "CATEGORIES": DEFAULT_CATEGORIES,
@@ -178,6 +182,10 @@ def validate(config: Mapping[str, Any]) -> None:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         _fail("TIMEZONE", "must be an IANA time zone name such as 'Europe/Moscow'", tz)
+
+    naive = get("NAIVE_DATETIMES")
+    if naive not in NAIVE_DATETIME_MODES:
+        _fail("NAIVE_DATETIMES", f"must be one of {list(NAIVE_DATETIME_MODES)}", naive)
 
     locales = get("LOCALES")
     if (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,12 +13,17 @@ from flask_mail import Mail
 from markupsafe import Markup
 
 from . import config as cfg
-from .entities import Booking, Staff
+from .entities import Booking, Staff, normalize_booking
 from .errors import NotFound
+from .i18n import gettext as _
 
 BookingLoader = Callable[[str], Booking | None]
+BookingsLoader = Callable[[list[str]], Iterable[Booking]]
 StaffLoader = Callable[[], Staff | None]
 BookingsBetween = Callable[[datetime, datetime], Iterable[Booking]]
+
+#: The longest booking id the extension accepts from a URL or a host (longer is unknown).
+MAX_BOOKING_ID = 64
 
 
 @dataclass
@@ -30,6 +35,8 @@ class _State:
     mail: Mail
     url_prefix: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether "naive datetimes are read as local time" was logged for this app yet.
+    naive_warned: bool = False
 
 
 class Recovery:
@@ -56,8 +63,9 @@ class Recovery:
         #: The mail seam: an object with ``connection()`` and ``send(message)``.
         self.mailer = mailer or Mailer()
         self._booking_loader: BookingLoader | None = None
+        self._bookings_loader: BookingsLoader | None = None
         self._staff_loader: StaffLoader | None = None
-        self._bookings_between: BookingsBetween | None = None
+        self._bookings_between_func: BookingsBetween | None = None
         if app is not None:
             self.init_app(app, db=db)
 
@@ -73,10 +81,59 @@ class Recovery:
         self._staff_loader = func
         return func
 
-    def bookings_between(self, func: BookingsBetween) -> BookingsBetween:
-        """Register ``func(start, end) -> Iterable[Booking]`` (finished visits, return rates)."""
-        self._bookings_between = func
+    def bookings_loader(self, func: BookingsLoader) -> BookingsLoader:
+        """Register ``func(ids: list[str]) -> Iterable[Booking]``: many bookings at once.
+
+        Optional: :meth:`load_bookings` uses it (one call for a whole list) and falls back
+        to the ``booking_loader`` per id without it. Unknown ids are simply left out.
+        """
+        self._bookings_loader = func
         return func
+
+    def bookings_between(self, func: BookingsBetween) -> BookingsBetween:
+        """Register ``func(start, end) -> Iterable[Booking]``: the bookings with
+        ``start <= starts_at < end`` (aware UTC bounds), for follow-ups of every finished
+        visit and return rates. Read it through :attr:`bookings_between_loader`."""
+        self._bookings_between_func = func
+        return func
+
+    @property
+    def bookings_between_loader(self) -> BookingsBetween | None:
+        """The ``bookings_between`` loader with every booking checked and normalised
+        (:meth:`normalize_booking`), or ``None`` when the host registered none.
+
+        ``recovery.bookings_between_loader(start, end)`` yields ``Booking`` objects with
+        aware times; pass it wherever a ``(start, end) -> Iterable[Booking]`` is wanted.
+        """
+        if self._bookings_between_func is None:
+            return None
+        return self._normalized_between
+
+    @property
+    def _bookings_between(self) -> BookingsBetween | None:
+        """Deprecated (private) name of :attr:`bookings_between_loader`, kept for old callers."""
+        return self.bookings_between_loader
+
+    @_bookings_between.setter
+    def _bookings_between(self, func: BookingsBetween | None) -> None:
+        self._bookings_between_func = func
+
+    def _normalized_between(self, start: datetime, end: datetime) -> Iterator[Booking]:
+        loader = self._bookings_between_func
+        if loader is None:
+            raise RuntimeError("Register a loader with @recovery.bookings_between.")
+        for booking in loader(start, end):
+            if not isinstance(booking, Booking):
+                raise TypeError(f"bookings_between must yield flask_recovery.Booking, not {type(booking)!r}")
+            yield normalize_booking(booking)
+
+    def load_bookings_between(self, start: datetime, end: datetime) -> list[Booking]:
+        """The host's bookings with ``start <= starts_at < end``, normalised, as a list.
+
+        Raises ``RuntimeError`` when no ``bookings_between`` loader is registered (check
+        :attr:`bookings_between_loader` first where it is optional).
+        """
+        return list(self._normalized_between(start, end))
 
     # -- setup ---------------------------------------------------------------------
 
@@ -175,18 +232,75 @@ class Recovery:
             connection.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
 
     def load_booking(self, booking_id: Any) -> Booking:
-        """The host's booking, or :class:`~flask_recovery.errors.NotFound`."""
+        """The host's booking with aware times (:meth:`normalize_booking`), or
+        :class:`~flask_recovery.errors.NotFound`.
+
+        Raises :class:`~flask_recovery.NaiveDatetimeError` for a naive time when
+        ``RECOVERY_NAIVE_DATETIMES`` is ``"error"``.
+        """
         if self._booking_loader is None:
             raise RuntimeError("Register a booking loader with @recovery.booking_loader.")
         booking_id = str(booking_id)
-        if not booking_id or len(booking_id) > 64:
-            raise NotFound("No such booking.")
+        if not booking_id or len(booking_id) > MAX_BOOKING_ID:
+            raise NotFound(_("No such booking."))
         booking = self._booking_loader(booking_id)
         if booking is None:
-            raise NotFound("No such booking.")
+            raise NotFound(_("No such booking."))
         if not isinstance(booking, Booking):
             raise TypeError(f"the booking loader must return a flask_recovery.Booking, not {type(booking)!r}")
-        return booking
+        return normalize_booking(booking)
+
+    def load_bookings(self, ids: Iterable[Any]) -> dict[str, Booking]:
+        """Many of the host's bookings at once, normalised, by id (in the order asked).
+
+        One call to the ``bookings_loader`` when the host registered one, otherwise the
+        ``booking_loader`` once per id. Unknown ids (and ids the loader did not ask for)
+        are absent from the result; an id asked twice is loaded once.
+        """
+        wanted: list[str] = []
+        seen: set[str] = set()
+        for raw in ids:
+            booking_id = str(raw)
+            if booking_id and len(booking_id) <= MAX_BOOKING_ID and booking_id not in seen:
+                seen.add(booking_id)
+                wanted.append(booking_id)
+        if not wanted:
+            return {}
+        if self._bookings_loader is None:
+            if self._booking_loader is None:
+                raise RuntimeError("Register a booking loader with @recovery.booking_loader.")
+            found: dict[str, Booking] = {}
+            for booking_id in wanted:
+                try:
+                    found[booking_id] = self.load_booking(booking_id)
+                except NotFound:
+                    continue
+            return found
+        answer = self._bookings_loader(list(wanted))
+        if answer is None:
+            answer = ()
+        elif isinstance(answer, Mapping):  # {id: Booking} is fine too
+            answer = answer.values()
+        loaded: dict[str, Booking] = {}
+        for booking in answer:
+            if booking is None:
+                continue
+            if not isinstance(booking, Booking):
+                raise TypeError(f"the bookings loader must yield flask_recovery.Booking, not {type(booking)!r}")
+            if booking.id in seen and booking.id not in loaded:
+                loaded[booking.id] = normalize_booking(booking)
+        return {booking_id: loaded[booking_id] for booking_id in wanted if booking_id in loaded}
+
+    def normalize_booking(self, booking: Booking) -> Booking:
+        """``booking`` with timezone-aware times per ``RECOVERY_NAIVE_DATETIMES`` (inside an
+        app context): the same object when its times are aware already.
+
+        ``"local"`` (default) reads a naive time in ``RECOVERY_TIMEZONE`` (logged once per
+        app), ``"utc"`` as UTC, ``"error"`` raises :class:`~flask_recovery.NaiveDatetimeError`
+        naming the field. Every loader's bookings go through it; call it on a ``Booking``
+        built elsewhere before handing it to code that compares times.
+        """
+        return normalize_booking(booking)
 
     def current_staff(self) -> Staff | None:
         """Who is logged in at the desk, per the host's staff loader."""
@@ -236,7 +350,8 @@ class Recovery:
         """
         from .domain import flags
 
-        return flags.flags_for_bookings(self.session, bookings)
+        items = [normalize_booking(item) if isinstance(item, Booking) else item for item in bookings]
+        return flags.flags_for_bookings(self.session, items)
 
     def client_flags(self, client_id: Any) -> list:
         """The client's active (not used up, not expired, not lifted) flags."""
@@ -258,13 +373,13 @@ class Recovery:
         """The flag badge's HTML for a booking id or ``Booking`` (same as ``recovery_badge``)."""
         from .widgets import render_badge
 
-        return render_badge(booking)
+        return render_badge(normalize_booking(booking) if isinstance(booking, Booking) else booking)
 
     def badges(self, bookings: Iterable[Any]):
         """The badges of a whole list at once, by booking id (same as ``recovery_badges``)."""
         from .widgets import render_badges
 
-        return render_badges(bookings)
+        return render_badges([normalize_booking(b) if isinstance(b, Booking) else b for b in bookings])
 
     def sync_visits(self, start: datetime, end: datetime) -> int:
         """Copy the bookings of ``[start, end)`` from the ``bookings_between`` loader into
@@ -275,9 +390,10 @@ class Recovery:
         """
         from .domain import stats
 
-        if self._bookings_between is None:
+        loader = self.bookings_between_loader
+        if loader is None:
             raise RuntimeError("Register a loader with @recovery.bookings_between to sync visits.")
-        return stats.sync_visits(self.session, self._bookings_between, start, end)
+        return stats.sync_visits(self.session, loader, start, end)
 
     # -- privacy ---------------------------------------------------------------------
 
