@@ -209,3 +209,104 @@ def stats_command(since, until, location, category, fmt: str, figure: str, sync_
                 click.echo("  ".join("-" * width for width in widths))
         if not table.rows:
             click.echo("(nothing)")
+
+
+def _when(moment, now) -> str:
+    """``moment`` (aware) in ``RECOVERY_TIMEZONE`` with how far from ``now`` it is."""
+    from zoneinfo import ZoneInfo
+
+    tz_name = current_app.config["RECOVERY_TIMEZONE"]
+    local = moment.astimezone(ZoneInfo(tz_name)).strftime("%Y-%m-%d %H:%M")
+    seconds = int((moment - now).total_seconds())
+    minutes = abs(seconds) // 60
+    span = (
+        f"{minutes // 1440} d {minutes % 1440 // 60} h" if minutes >= 1440 else f"{minutes // 60} h {minutes % 60} min"
+    )
+    return f"{local} {tz_name} ({'in ' + span if seconds > 0 else span + ' ago'})"
+
+
+def _address(value) -> str:
+    """An address as the mail shows it: ``Name <address>`` (names are plain words already)."""
+    if isinstance(value, tuple | list):
+        return f"{value[0]} <{value[1]}>" if value[0] else str(value[1])
+    return str(value) if value else ""
+
+
+@recovery_cli.command("preview-followup")
+@click.argument("booking_id")
+@click.option(
+    "--kind",
+    type=click.Choice(["checkin", "reminder"]),
+    default="checkin",
+    show_default=True,
+    help="The check-in itself, or the reminder that follows an unanswered one.",
+)
+@click.option("--locale", help="Render in this language instead of the client's (one of RECOVERY_LOCALES).")
+@click.option("--html", "show_html", is_flag=True, help="Print the HTML part too.")
+def preview_followup(booking_id: str, kind: str, locale: str | None, show_html: bool) -> None:
+    """Print the check-in mail BOOKING_ID would get, and when; nothing is sent or stored.
+
+    Computed now with the planner's rules, also for a mail due only tomorrow or not planned
+    yet. The links show {token} where each mail carries its own signed token.
+    """
+    from .errors import NotFound
+    from .followup_mail import TOKEN_PLACEHOLDER, NoFollowUp
+    from .followup_mail import preview_followup as make_preview
+    from .models import utcnow
+
+    booking_id = booking_id.strip()
+    config = current_app.config
+    locales = list(config["RECOVERY_LOCALES"])
+    if locale is not None:
+        from .i18n import supported_locale
+
+        chosen = supported_locale(locale, locales)
+        if chosen is None:
+            raise click.BadParameter(f"{locale!r} is not one of RECOVERY_LOCALES ({', '.join(locales)})")
+        locale = chosen
+    if not (config["RECOVERY_BASE_URL"] or config.get("SERVER_NAME")):
+        raise click.ClickException("set RECOVERY_BASE_URL (the site's address) so the links in the mail work")
+    now = utcnow()
+    what = "check-in" if kind == "checkin" else "reminder"
+    try:
+        preview = make_preview(booking_id, kind=kind, locale=locale, now=now)
+    except NotFound:
+        raise click.BadParameter(
+            f"no booking {booking_id!r}: the host's booking loader does not know it", param_hint="BOOKING_ID"
+        ) from None
+    except NoFollowUp as refusal:
+        raise click.ClickException(f"booking {booking_id!r} gets no {what}: {refusal.reason}") from None
+    message = preview.message
+    incident = preview.incident
+    case = (
+        f"case {incident.id}: {incident.category}, {incident.status}" if incident is not None else "an ordinary visit"
+    )
+    click.echo(f"Preview of the {what} for booking {preview.booking.id} ({case}); nothing was sent or stored.")
+    if preview.state == "sent":
+        click.echo(f"Sent:     {_when(preview.due_at, now)}")
+    elif preview.due_at <= now:
+        click.echo(f"Due:      now (since {_when(preview.due_at, now)}): the next send-followups run sends it")
+    else:
+        click.echo(f"Due:      {_when(preview.due_at, now)}: the first send-followups run from then sends it")
+    for condition in preview.conditions:
+        click.echo(f"          {condition}")
+    click.echo(f"State:    {preview.state}")
+    sender = message.sender or current_app.extensions["mail"].default_sender
+    click.echo(
+        f"From:     {_address(sender) or '(none: set MAIL_DEFAULT_SENDER, send-followups refuses to send without it)'}"
+    )
+    click.echo(f"To:       {', '.join(_address(r) for r in message.recipients)}")
+    click.echo(f"Subject:  {message.subject}")
+    click.echo(f"Language: {preview.locale}")
+    for name, value in (message.extra_headers or {}).items():
+        click.echo(f"{name}: {value}")
+    click.echo("")
+    click.echo(message.body.rstrip("\n"))
+    click.echo("")
+    if show_html:
+        click.echo(message.html.rstrip("\n"))
+        click.echo("")
+    click.echo(f"Links ({TOKEN_PLACEHOLDER} stands for the signed token each mail gets):")
+    click.echo(f"  All good:        {preview.links['good']}")
+    click.echo(f"  Still not right: {preview.links['not_right']}")
+    click.echo(f"  Unsubscribe:     {preview.links['unsubscribe']}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
@@ -108,19 +109,17 @@ def message_id_for(followup: FollowUp, domain: str | None = None) -> str:
 
 
 def client_locale(followup: FollowUp, booking: Booking | None = None, locales: list[str] | None = None) -> str:
-    """The client's language among ``RECOVERY_LOCALES`` (``ru_RU`` -> ``ru``), else the default."""
+    """The client's language among ``RECOVERY_LOCALES`` (``ru_RU`` -> ``ru``), else the default.
+
+    The follow-up's stored locale first, then the booking's (``Booking.locale``).
+    """
     if locales is None:
         locales = list(current_app.config[key("LOCALES")])
     for candidate in (followup.locale, booking.locale if booking else None):
-        if not isinstance(candidate, str) or not candidate:
-            continue
-        normal = candidate.strip().replace("-", "_")
-        if normal in locales:
-            return normal
-        language = normal.split("_")[0].lower()
-        for locale in locales:
-            if locale.split("_")[0] == language:
-                return locale
+        if isinstance(candidate, str):
+            chosen = i18n.supported_locale(candidate, locales)
+            if chosen:
+                return chosen
     return current_app.config[key("DEFAULT_LOCALE")]
 
 
@@ -290,7 +289,12 @@ def _address(followup: FollowUp, booking: Booking | None) -> str:
 
 
 def render_followup(
-    followup: FollowUp, booking: Booking | None, incident: Incident | None, batch: MailBatch | None = None
+    followup: FollowUp,
+    booking: Booking | None,
+    incident: Incident | None,
+    batch: MailBatch | None = None,
+    *,
+    locale: str | None = None,
 ) -> Message:
     """The check-in mail for ``followup``, ready for ``recovery.mailer``.
 
@@ -302,13 +306,14 @@ def render_followup(
     Raises ``ValueError`` when the row has no usable address and ``RuntimeError`` when
     neither ``RECOVERY_BASE_URL`` nor ``SERVER_NAME`` gives absolute links. Call it inside
     an app context; no request is needed. ``batch``: what the mails of one dispatch batch
-    share (:class:`MailBatch`), so it is worked out once, not per mail.
+    share (:class:`MailBatch`), so it is worked out once, not per mail. ``locale``
+    overrides the client's language (``flask recovery preview-followup --locale``).
     """
     batch = batch or MailBatch()
     address = _address(followup, booking)
     full_name = one_line(followup.client_name or (booking.client_name if booking is not None else ""))
     name = first_name(full_name)
-    locale = client_locale(followup, booking, batch.locales)
+    locale = locale or client_locale(followup, booking, batch.locales)
     links = followup_links(followup, batch)
     with force_locale(locale):
         if name:
@@ -340,7 +345,8 @@ def render_followup(
         body=body,
         html=html,
     )
-    message.msgId = message_id_for(followup, batch.domain)
+    if followup.id is not None:  # a preview of a mail not planned yet has no row, so no id
+        message.msgId = message_id_for(followup, batch.domain)
     message.extra_headers = {
         "List-Unsubscribe": f"<{links['unsubscribe']}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -377,3 +383,240 @@ def unhappy_answer_message(session: Session, row) -> Message | None:
         )
     message.extra_headers = {"Auto-Submitted": "auto-generated"}
     return message
+
+
+# -- preview ---------------------------------------------------------------------------
+
+#: What stands for the signed token in a preview's links: a preview prints no working
+#: answer link (a test click must not answer for the client), and a mail not planned yet
+#: has no row whose id a token could carry.
+TOKEN_PLACEHOLDER = "{token}"
+
+
+class NoFollowUp(Exception):
+    """The booking gets no check-in (or no reminder); ``reason`` says why, for an operator."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PreviewBatch(MailBatch):
+    """A :class:`MailBatch` whose links carry :data:`TOKEN_PLACEHOLDER` instead of a token."""
+
+    def links(self, followup_id: int | None) -> dict[str, str]:
+        """The mail's links as sent, with the token replaced by the placeholder."""
+        if self._templates is not None:
+            templates = self._templates
+        else:  # a host's URL defaults did something unusual: build each one
+            templates = {
+                name: external_url(endpoint, token=_TOKEN_SLOT, **values)
+                for name, (_purpose, endpoint, values) in _LINK_ENDPOINTS.items()
+            }
+        return {name: url.replace(_TOKEN_SLOT, TOKEN_PLACEHOLDER) for name, url in templates.items()}
+
+
+@dataclass
+class Preview:
+    """What :func:`preview_followup` found: the mail and when it would go out."""
+
+    booking: Booking
+    kind: str
+    message: Message
+    links: dict[str, str]
+    locale: str
+    incident: Incident | None
+    #: When it is (or would be) due, UTC; for a sent mail, when it was sent.
+    due_at: datetime
+    #: ``planned`` (a row waits), ``sending``, ``sent``, or ``not planned yet``.
+    state: str
+    #: What the due time depends on, for the operator (``[]`` when nothing).
+    conditions: list[str] = field(default_factory=list)
+
+
+def _case_for_checkin(incidents: list[Incident]) -> Incident | None:
+    """The case a check-in of this visit follows: the first one resolved (planning goes in
+    order of resolution and keeps one check-in per visit), else the latest still open."""
+    resolved = [i for i in incidents if i.status in ("resolved", "closed") and i.resolved_at is not None]
+    if resolved:
+        return min(resolved, key=lambda i: (i.resolved_at, i.id))
+    return incidents[-1] if incidents else None
+
+
+def _planned_checkin(session: Session, recovery: Any, booking: Booking, incidents: list[Incident], now: datetime):
+    """``(incident, due_at, conditions)`` for a check-in not planned yet, as
+    :func:`~flask_recovery.followups.plan_followups` would plan it; raises :class:`NoFollowUp`."""
+    from .followups import PLAN_HORIZON, _safe_due
+
+    config = current_app.config
+    conditions: list[str] = []
+    incident = _case_for_checkin(incidents)
+    if incident is not None and incident.status in ("resolved", "closed") and incident.resolved_at is not None:
+        if incident.resolved_at <= now - PLAN_HORIZON:
+            raise NoFollowUp(
+                f"case {incident.id} was resolved more than {PLAN_HORIZON.days} days ago, "
+                "outside the planning horizon: no check-in will be planned for it"
+            )
+        due = _safe_due(incident.visit_ended_at, incident.resolved_at)
+    elif incident is not None:  # open or reopened: the clock starts at the resolution
+        due = _safe_due(incident.visit_ended_at, now)
+        conditions.append(
+            f"case {incident.id} is {incident.status}: the check-in is planned once it is resolved "
+            "(RECOVERY_FOLLOWUP_DELAY after the resolution, in the sending window); the time shown "
+            "is for a resolution now"
+        )
+    else:
+        if not config[key("FOLLOWUP_ALL_VISITS")]:
+            raise NoFollowUp(
+                "no incident is recorded on this visit, and check-ins follow resolved cases only "
+                "(RECOVERY_FOLLOWUP_ALL_VISITS is off)"
+            )
+        if hasattr(recovery, "bookings_between_loader"):
+            between = recovery.bookings_between_loader
+        else:  # before the public name (0.x)
+            between = recovery._bookings_between
+        if between is None:
+            raise NoFollowUp(
+                "RECOVERY_FOLLOWUP_ALL_VISITS is on, but check-ins after ordinary visits need a loader "
+                "registered with @recovery.bookings_between"
+            )
+        if booking.starts_at < now - PLAN_HORIZON:
+            raise NoFollowUp(f"the visit started more than {PLAN_HORIZON.days} days ago, outside the planning horizon")
+        if booking.status == "booked":
+            conditions.append("planned once the host reports the visit completed (status is still 'booked')")
+        elif booking.status == "completed" and booking.ends_at > now:
+            conditions.append("planned once the visit has ended")
+        due = _safe_due(booking.ends_at, None)
+    if due is None:
+        raise NoFollowUp("the visit's date is out of range")
+    return incident, due, conditions
+
+
+def _stored_row_problem(row: FollowUp, what: str) -> None:
+    """Raise :class:`NoFollowUp` for a row that will not be sent (cancelled, failed, voided)."""
+    if row.status == "cancelled":
+        raise NoFollowUp(f"the {what} was cancelled: {row.last_error or 'no reason recorded'}")
+    if row.status == "failed":
+        raise NoFollowUp(f"sending the {what} failed for good after {row.attempts} attempts: {row.last_error}")
+    if row.voided_at is not None:
+        raise NoFollowUp(f"the {what}'s links were voided (the client's data was erased)")
+
+
+def preview_followup(
+    booking_id: Any, kind: str = "checkin", locale: str | None = None, now: datetime | None = None
+) -> Preview:
+    """The check-in (or reminder) mail ``booking_id`` gets, rendered now, sent nowhere.
+
+    Computed with the planner's own rules (:func:`~flask_recovery.followups.due_time`,
+    its reasons to skip a visit), even when the mail is only due tomorrow or not planned
+    yet: nothing is written to any table (the session is rolled back at the end) and no
+    SMTP connection is made. The links carry :data:`TOKEN_PLACEHOLDER` instead of a
+    signed token. Raises :class:`~flask_recovery.errors.NotFound` for a booking the
+    loader does not know and :class:`NoFollowUp` (with the reason) for one that gets no
+    such mail. ``locale`` overrides the client's language.
+    """
+    from .followups import _skip_reason, in_window
+    from .models import Erasure, Unsubscribe, utcnow
+
+    if kind not in ("checkin", "reminder"):
+        raise ValueError(f"kind must be 'checkin' or 'reminder', not {kind!r}")
+    recovery = get_recovery()
+    session = recovery.session
+    config = current_app.config
+    now = now or utcnow()
+    try:
+        booking = recovery.load_booking(booking_id)
+        client_id = booking.client_id
+        if session.get(Erasure, client_id) is not None:
+            raise NoFollowUp("the client's data was erased with forget-client: nothing is sent to them")
+        cases = select(Incident).where(Incident.booking_id == booking.id).order_by(Incident.id)
+        incidents = list(session.scalars(cases))
+        conduct = [i for i in incidents if i.conduct]
+        if conduct:
+            raise NoFollowUp(f"case {conduct[0].id} is a client-conduct case: no check-in follows one")
+        rows = {r.kind: r for r in session.scalars(select(FollowUp).where(FollowUp.booking_id == booking.id))}
+        if booking.status in ("cancelled", "no_show"):
+            raise NoFollowUp(f"visit {booking.status}")
+        checkin = rows.get("checkin")
+        conditions: list[str] = []
+        row = rows.get(kind)
+        if row is not None:
+            _stored_row_problem(row, "check-in" if kind == "checkin" else "reminder")
+            incident = session.get(Incident, row.incident_id) if row.incident_id is not None else None
+            state = {"scheduled": "planned"}.get(row.status, row.status)
+            due = row.sent_at if row.status == "sent" and row.sent_at is not None else row.due_at
+        elif kind == "checkin":
+            incident, due, conditions = _planned_checkin(session, recovery, booking, incidents, now)
+            reason = _skip_reason(session, booking, client_id, due)
+            if reason:
+                raise NoFollowUp(reason)
+            state = "not planned yet"
+        else:  # a reminder not planned yet
+            after = config[key("FOLLOWUP_REMINDER_AFTER")]
+            if after is None:
+                raise NoFollowUp("reminders are off (RECOVERY_FOLLOWUP_REMINDER_AFTER is None)")
+            if checkin is not None:
+                _stored_row_problem(checkin, "check-in")
+                incident = session.get(Incident, checkin.incident_id) if checkin.incident_id is not None else None
+                answered = session.scalar(
+                    select(FollowUp.id).where(FollowUp.booking_id == booking.id, FollowUp.answer.is_not(None)).limit(1)
+                )
+                if answered is not None:
+                    raise NoFollowUp("the client already answered the check-in: no reminder follows")
+                if checkin.status == "sent" and checkin.sent_at is not None:
+                    base = max(now, checkin.sent_at + after)
+                else:
+                    base = checkin.due_at + after
+                    conditions.append("after the check-in goes out as planned")
+            else:
+                incident, checkin_due, conditions = _planned_checkin(session, recovery, booking, incidents, now)
+                reason = _skip_reason(session, booking, client_id, checkin_due)
+                if reason:
+                    raise NoFollowUp(f"no check-in goes out, so no reminder either: {reason}")
+                base = checkin_due + after
+                conditions.append("after the check-in, which is not planned yet")
+            conditions.append("only if the client has not answered the check-in by then")
+            if session.get(Unsubscribe, client_id) is not None:
+                raise NoFollowUp("unsubscribed")
+            if not booking.client_email:
+                raise NoFollowUp("no e-mail address")
+            due = in_window(base, config[key("TIMEZONE")], config[key("FOLLOWUP_WINDOW")])
+            state = "not planned yet"
+        if row is None:  # what the planner would store (never added to the session)
+            row = FollowUp(
+                id=None,
+                booking_id=booking.id,
+                client_id=client_id,
+                incident_id=incident.id if incident is not None else None,
+                location=booking.location,
+                kind=kind,
+                status="scheduled",
+                due_at=due,
+                locale=(checkin.locale if checkin is not None and kind == "reminder" else booking.locale)
+                or config[key("DEFAULT_LOCALE")],
+                email=booking.client_email,
+                client_name=(booking.client_name or "")[:120],
+                attempts=0,
+            )
+        batch = PreviewBatch()
+        chosen = i18n.supported_locale(locale, batch.locales) if locale else None
+        if locale and chosen is None:
+            raise ValueError(f"locale {locale!r} is not one of RECOVERY_LOCALES {batch.locales}")
+        chosen = chosen or client_locale(row, booking, batch.locales)
+        try:
+            message = render_followup(row, booking, incident, batch=batch, locale=chosen)
+        except ValueError as error:
+            raise NoFollowUp(str(error)) from None
+        return Preview(
+            booking=booking,
+            kind=kind,
+            message=message,
+            links=batch.links(row.id),
+            locale=chosen,
+            incident=incident,
+            due_at=due,
+            state=state,
+            conditions=conditions,
+        )
+    finally:
+        session.rollback()  # a preview stores nothing, whatever a loader or a query left pending
