@@ -1,10 +1,18 @@
 """Packaging for flask-recovery.
 
-The Alembic branch lives at the top level in ``migrations/`` (the design card's
-layout) and is shipped inside the package as ``flask_recovery.migrations``.
+Packages are discovered, not listed by hand: every directory with an ``__init__.py`` under
+``flask_recovery/`` ships (a hand-kept list once left ``flask_recovery.domain`` out of the
+wheel). The Alembic branch lives at the top level in ``migrations/`` (the design card's
+layout) and ships inside the package as ``flask_recovery.migrations``.
+tests/test_packaging.py checks that every ``.py`` and data file of both trees is in the wheel.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+PACKAGES = find_packages(include=["flask_recovery", "flask_recovery.*"])
+MIGRATIONS = ["flask_recovery.migrations"] + [
+    f"flask_recovery.migrations.{name}" for name in find_packages("migrations")
+]
 
 setup(
     name="flask-recovery",
@@ -12,13 +20,9 @@ setup(
     description="Service recovery (3R: recognize, resolve, reconnect) for Flask booking sites",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    license="BSD-3-Clause",
+    license_expression="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=[
-        "flask_recovery",
-        "flask_recovery.migrations",
-        "flask_recovery.migrations.versions",
-    ],
+    packages=PACKAGES + MIGRATIONS,
     package_dir={
         "flask_recovery": "flask_recovery",
         "flask_recovery.migrations": "migrations",
@@ -35,6 +39,7 @@ setup(
         ],
         "flask_recovery.migrations": ["script.py.mako", "README"],
     },
+    # Flask brings blinker (signals) and itsdangerous (tokens) itself.
     install_requires=[
         "flask>=3.0",
         "flask-sqlalchemy>=3.1",
@@ -44,14 +49,16 @@ setup(
         "wtforms>=3.1",
         "flask-babel>=4.0",
         "alembic>=1.13",
-        "blinker>=1.7",
-        "itsdangerous>=2.1",
         "flask-limiter>=4.0",
     ],
     extras_require={
+        # What a host adds: pip install "flask-recovery[postgres,celery,redis]"
         "postgres": ["psycopg[binary]>=3.1"],
         "celery": ["celery[redis]>=5.3"],
         "redis": ["redis>=5.0"],
+        # make demo: the example site's own extra (its demo-followups SMTP sink)
+        "demo": ["aiosmtpd>=1.4"],
+        # make test and the developers' .venv: the test tools, every extra above included
         "dev": [
             "pytest>=8",
             "aiosmtpd>=1.4",
@@ -60,6 +67,7 @@ setup(
             "psycopg[binary]>=3.1",
             "ruff>=0.5",
             "babel>=2.14",
+            "build>=1.0",
             "openapi-spec-validator>=0.7",
             "jsonschema>=4.20",
             "celery[redis]>=5.3",
@@ -70,6 +78,5 @@ setup(
     classifiers=[
         "Framework :: Flask",
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: BSD License",
     ],
 )
