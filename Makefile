@@ -1,10 +1,10 @@
 # The two commands a newcomer needs (each does its own set-up; see README.md).
 .PHONY: demo test bench
 
-demo:  ## run the example salon site on SQLite
+demo:  ## run the example salon site on SQLite (installs the package and its demo extra into .venv, nothing else)
 	bash .ci/demo
 
-test:  ## run the whole suite (SQLite, PostgreSQL, real SMTP, Chromium)
+test:  ## lint + the whole suite (SQLite, PostgreSQL, real SMTP, Chromium) on the built wheel in a fresh virtualenv
 	bash .ci/test
 
 bench:  ## print the benchmarks' side-by-side ratios
