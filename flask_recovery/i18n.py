@@ -13,8 +13,8 @@ then ``RECOVERY_DEFAULT_LOCALE``. Client pages and mail follow ``Booking.locale`
 (:func:`flask_recovery.followup_mail.client_locale`).
 
 Two ways to apply it, both on top of :func:`flask_babel.force_locale`, which swaps the
-locale Flask-Babel caches for the request and puts the previous value back on exit (an
-unset value comes back unset, so the host's selector still runs afterwards):
+locale Flask-Babel caches for the request (``get_locale()``) and puts the previous one
+back on exit, so the host's page after the block reads the language its own selector chose:
 
 - :func:`init_staff_locale` on a blueprint: the whole request of the extension's own
   pages and API speaks the staff member's language;
@@ -189,8 +189,8 @@ def language(locale: str | Locale | None) -> Iterator[None]:
 
     :func:`flask_babel.force_locale`, but nothing is swapped when the locale is already in
     force (the widget on the extension's own page, every badge after the first), so an
-    outer forced locale keeps its state. On exit the locale before the block is back, an
-    unset one unset: the host's selector decides the rest of its page.
+    outer forced locale keeps its state. The locale in force before the block is read
+    first (the host's selector runs as it would for its page) and is back on exit.
     """
     if locale is None or not has_app_context() or "babel" not in current_app.extensions:
         yield
