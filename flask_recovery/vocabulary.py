@@ -75,7 +75,7 @@ ACTION_LABELS = {
 #: What to say first (Recognize), what to offer (Resolve), what comes next (Reconnect).
 _GENERIC_SCRIPT = {
     "recognize": _l("We are sorry. We understand you are upset, and you are right to tell us. We will fix this now."),
-    "resolve": _l("Offer the client options and let her choose; tell her what will change."),
+    "resolve": _l("Offer the client options to choose from, and say what will change."),
     "reconnect": _l("In a day or two we write to ask whether everything is all right now."),
 }
 
@@ -97,9 +97,10 @@ SCRIPTS = {
             "matters to you, and we will put it right."
         ),
         "resolve": _l(
-            "Offer a free redo now or at a time that suits her, with the same or another master; she chooses."
+            "Offer a free redo, now or at a time that suits the client, with the same or another master; "
+            "the client chooses."
         ),
-        "reconnect": _l("Tell her we will ask in a day or two how she likes the result."),
+        "reconnect": _l("Say that in a day or two we will ask how the client likes the result."),
     },
     "communication": {
         "recognize": _l(
@@ -121,18 +122,18 @@ SCRIPTS = {
     },
     "hygiene": {
         "recognize": _l("Thank you for telling us. We are sorry; cleanliness is our duty, and we fix it right now."),
-        "resolve": _l("Fix it at once in front of her; offer a redo or a discount."),
-        "reconnect": _l("A manager checks the room today and writes to her tomorrow."),
+        "resolve": _l("Fix it at once, in front of the client; offer a redo or a discount."),
+        "reconnect": _l("A manager checks the room today and writes to the client tomorrow."),
     },
     "billing": {
         "recognize": _l("We are sorry: we charged you wrongly. We will correct it now."),
-        "resolve": _l("Correct the bill and refund the difference at once; no paperwork for her."),
+        "resolve": _l("Correct the bill and refund the difference at once; no paperwork for the client."),
         "reconnect": _l("Confirm the refund in writing."),
     },
     "product": {
         "recognize": _l("We are sorry the product let you down. Thank you for bringing it back."),
-        "resolve": _l("Replace it or refund it, whichever she prefers."),
-        "reconnect": _l("Ask in a few days whether the replacement suits her."),
+        "resolve": _l("Replace it or refund it, whichever the client prefers."),
+        "reconnect": _l("Ask in a few days whether the replacement suits the client."),
     },
     "other": _GENERIC_SCRIPT,
     "client_conduct": {
