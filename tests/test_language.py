@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from flask import Flask, render_template_string
@@ -239,3 +241,83 @@ def test_the_widget_speaks_the_staff_locale_and_the_host_page_keeps_its_own(babe
     widget, after = html.split("<p id=after>")
     assert TITLE["ru"] in widget and 'lang="ru"' not in after
     assert after.startswith(f"{NO_BOOKING['en']}|en")
+
+
+# -- gender-neutral staff texts ----------------------------------------------------------
+
+SHE = re.compile(r"\b(she|her|hers|herself)\b", re.I)
+#: Russian forms that guess the reader's or the client's gender: "Отметил(а)", "клиентка".
+GUESSED = re.compile(r"\((а|ла|ась|ая)\)|клиентк", re.I)
+PACKAGE = Path(__file__).resolve().parents[1] / "flask_recovery"
+KEYWORDS = {
+    "_": None,
+    "gettext": None,
+    "ngettext": (1, 2),
+    "_r": None,
+    "ngettext_r": (1, 2),
+    "_l": None,
+    "lazy_gettext": None,
+}
+
+
+def extracted_texts(*only: str) -> dict[str, list[str]]:
+    """Every message the extension's code and templates translate, with where it is used
+    (``only``: these files, relative to the package)."""
+    from babel.messages.extract import extract_from_dir
+
+    method_map = [("**.py", "python"), ("templates/**.html", "jinja2"), ("templates/**.txt", "jinja2")]
+    found: dict[str, list[str]] = {}
+    for filename, _lineno, message, _comments, _context in extract_from_dir(
+        str(PACKAGE), method_map, {}, KEYWORDS, strip_comment_tags=True
+    ):
+        if only and filename not in only:
+            continue
+        for text in message if isinstance(message, tuple) else (message,):
+            if text:
+                found.setdefault(text, []).append(filename)
+    return found
+
+
+@pytest.mark.parametrize("locale", ["en", "ru"])
+def test_the_3r_scripts_do_not_assume_the_client_is_a_woman(app, locale):
+    from flask_recovery.vocabulary import SCRIPTS, script_for
+
+    with app.test_request_context("/"), i18n.language(locale):
+        lines = [line for category in SCRIPTS for line in script_for(category).values()]
+    assert len(lines) == 3 * len(SCRIPTS)
+    assert [line for line in lines if SHE.search(line) or GUESSED.search(line)] == []
+
+
+def test_the_managers_mail_does_not_assume_the_client_is_a_woman():
+    texts = extracted_texts(
+        "templates/recovery/email/unhappy_answer.txt", "templates/recovery/email/unhappy_answer.html"
+    )
+    assert "The client's comment:" in texts
+    assert [text for text in texts if SHE.search(text)] == []
+
+
+def test_no_russian_staff_text_guesses_a_gender():
+    """Every Russian line the extension uses reads the same for a man and a woman."""
+    from babel.messages.pofile import read_po
+
+    with (PACKAGE / "translations" / "ru" / "LC_MESSAGES" / "flask_recovery.po").open("rb") as fh:
+        catalogue = read_po(fh)
+    used = extracted_texts()
+    guessing = []
+    for message in catalogue:
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        if ids[0] in used and any(GUESSED.search(text or "") for text in strings):
+            guessing.append(f"{ids[0]!r} -> {strings!r}")
+    assert guessing == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="until widgets.py, _widget.html, client.html, views.py and domain/reasons.py use the neutral "
+    "English listed in the issue-12 language report (their Russian is in the .po already); then drop this mark",
+)
+def test_no_staff_text_assumes_the_client_is_a_woman():
+    texts = extracted_texts()
+    assert len(texts) > 300
+    assert {text: places for text, places in texts.items() if SHE.search(text)} == {}
