@@ -31,6 +31,7 @@ from .i18n import gettext as _
 from .i18n import lazy_gettext as _l
 from .models import FollowUp
 from .tokens import InvalidLink, read_token
+from .unit import commit_after_request
 
 #: Where a host's ``CSRFProtect`` finds the one-click view (``module.function``).
 ONE_CLICK_VIEW = f"{__name__}.unsubscribe_confirm"
@@ -77,6 +78,7 @@ def _followup(purpose: str, token: str, *, answering: bool) -> FollowUp:
 def create_answers_blueprint() -> Blueprint:
     """The ``recovery_answers`` blueprint: the client's answer and unsubscribe pages."""
     bp = Blueprint("recovery_answers", __name__)
+    commit_after_request(bp)  # one commit per answer (flask_recovery.unit)
 
     @bp.errorhandler(InvalidLink)
     def _invalid_link(error: InvalidLink):

@@ -20,6 +20,7 @@ from .errors import InvalidInput, NotFound, RecoveryError
 from .extension import get_recovery
 from .models import utcnow
 from .openapi import openapi_document
+from .unit import commit_after_request
 
 
 class UnsupportedMediaType(RecoveryError):
@@ -80,6 +81,7 @@ def create_api_blueprint() -> Blueprint:
     name; :meth:`Recovery.init_app` does so when it finds one.
     """
     api = Blueprint("recovery_api", __name__)
+    commit_after_request(api)  # one commit per API call (flask_recovery.unit)
 
     @api.errorhandler(RecoveryError)
     def _recovery_error(error: RecoveryError):

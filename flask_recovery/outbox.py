@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
-from .domain.compensations import _begin_write
+from .domain.db import write_transaction
 
 log = logging.getLogger("flask_recovery")
 
@@ -36,7 +36,8 @@ def claim_rows(
 ) -> tuple[str, list[int]]:
     """Lease up to ``limit`` rows matching ``due`` to a new token; returns ``(token, ids)``."""
     token = uuid.uuid4().hex
-    _begin_write(session)
+    session.commit()  # the dispatcher's own unit: what came before is settled first
+    write_transaction(session)
     stmt = select(model.id).where(due).order_by(*order_by).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)

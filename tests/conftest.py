@@ -138,6 +138,15 @@ def make_app(db_url: str, config: dict[str, Any] | None = None, host: Host | Non
     app.config.update(config or {})
     db = SQLAlchemy()
     db.init_app(app)
+
+    @app.teardown_appcontext
+    def _host_commits(error: BaseException | None) -> None:
+        # The host owns its transaction (flask_recovery.unit): this test host commits what
+        # was done in an app context (the tests' own calls of the rules) when it ends
+        # without an error, before Flask-SQLAlchemy's teardown removes the session.
+        if error is None:
+            db.session.commit()
+
     recovery = Recovery()
     recovery.init_app(app, db=db)
     host = host or Host()

@@ -3,7 +3,9 @@
 Views, the JSON API, the CLI, Celery tasks and tests all call these, never each other.
 Each function checks authority, validates its input (raising
 :class:`~flask_recovery.errors.InvalidInput` naming the field), writes its audit entry
-in the same transaction, commits, and only then sends its signal.
+in the same transaction and flushes, then sends its signal. None of them commits or
+rolls back: the host's transaction, or the extension's own entry point
+(:mod:`flask_recovery.unit`), decides.
 """
 
 from .audit import audit, history_for_booking

@@ -26,6 +26,7 @@ from ..entities import Booking, Staff
 from ..errors import Conflict, InvalidInput, NotAllowed, NotFound
 from ..models import BudgetUsage, Compensation, Erasure, Incident, Notification, utcnow
 from .audit import audit
+from .db import savepoint
 from .incidents import clean_text, get_incident, get_scoped, require_permission
 
 VOUCHER_KINDS = ("discount", "percent_discount")
@@ -53,11 +54,13 @@ def month_of(moment: datetime) -> str:
     return moment.astimezone(tz).strftime("%Y-%m")
 
 
-def _begin_write(session: Session) -> None:
-    """Start a write transaction now (SQLite: ``BEGIN IMMEDIATE``, so no lock upgrade races)."""
-    session.commit()
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+class _Refused(Exception):
+    """Raised inside a rule's savepoint: roll back its writes, audit ``reason``, raise ``error``."""
+
+    def __init__(self, reason: str, error: Exception) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
 
 
 def _int(value: Any, field: str) -> int | None:
@@ -164,12 +167,13 @@ def _new_voucher(compensation: Compensation, now: datetime) -> None:
 def _refusal(
     session: Session, staff: Staff | None, action: str, subject_type: str, subject_id: Any, reason: str, **ids: Any
 ) -> None:
-    """Record a refusal in the audit trail (in a transaction of its own)."""
-    session.rollback()
+    """Record a refusal in the audit trail, in the caller's transaction (the rule's own
+    writes are rolled back to its savepoint first; the extension's entry point commits
+    the refusal even though it answers with an error)."""
     audit(
         session, action, actor=staff, subject_type=subject_type, subject_id=subject_id, data={"reason": reason}, **ids
     )
-    session.commit()
+    session.flush()
 
 
 # -- granting --------------------------------------------------------------------------
@@ -226,21 +230,95 @@ def grant_compensation(
         )
 
     incident_pk = incident.id
-    _begin_write(session)
+    try:
+        with savepoint(session):
+            compensation, granted, reason = _write_grant(
+                session,
+                incident_pk,
+                booking,
+                staff,
+                limits,
+                alone,
+                kind,
+                value,
+                percent,
+                note,
+                idempotency_key,
+                now,
+                ids,
+            )
+    except _Refused as refused:
+        _refusal(session, staff, "compensation.refused", "incident", incident_pk, refused.reason, **ids)
+        raise refused.error from None
+    except IntegrityError:  # the same idempotency key raced in from a second request
+        earlier = session.scalar(
+            select(Compensation).where(
+                Compensation.requested_by == staff.id, Compensation.idempotency_key == idempotency_key
+            )
+        )
+        if earlier is None:
+            raise
+        return earlier, False
+    audit(
+        session,
+        "compensation.granted" if granted else "compensation.requested",
+        actor=staff,
+        subject_type="compensation",
+        subject_id=compensation.id,
+        data={"kind": kind, "amount": value, **({"reason": reason} if reason else {})},
+        **ids,
+    )
+    if not granted:
+        session.add(
+            Notification(
+                kind="approval_requested",
+                subject_type="compensation",
+                subject_id=str(compensation.id),
+                status="pending",
+                created_at=now,
+            )
+        )
+    session.flush()
+    incident = session.get(Incident, incident_pk)
+    if granted:
+        signals.send_robust(signals.compensation_granted, compensation=compensation, incident=incident, staff=staff)
+    else:
+        signals.send_robust(signals.compensation_requested, compensation=compensation, incident=incident, staff=staff)
+    return compensation, True
+
+
+def _write_grant(
+    session: Session,
+    incident_pk: int,
+    booking: Booking,
+    staff: Staff,
+    limits: dict[str, Any] | None,
+    alone: bool,
+    kind: str,
+    value: int,
+    percent: int | None,
+    note: str | None,
+    idempotency_key: str | None,
+    now: datetime,
+    ids: dict[str, Any],
+) -> tuple[Compensation, bool, str | None]:
+    """The grant's writes, inside its savepoint: decide on the case's state under the lock,
+    charge the ledger, add the compensation. Raises :class:`_Refused` to refuse."""
     # the case may have been closed since we looked: decide on its state inside the write transaction
     status_query = select(Incident.status).where(Incident.id == incident_pk)
     if session.get_bind().dialect.name == "postgresql":
         status_query = status_query.with_for_update()
     if session.scalar(status_query) == "closed":
-        _refusal(session, staff, "compensation.refused", "incident", incident_pk, "incident_closed", **ids)
-        raise Conflict("The case is closed; reopen it before offering a remedy.")
+        raise _Refused("incident_closed", Conflict("The case is closed; reopen it before offering a remedy."))
     month = month_of(now)
-    granted = alone and _charge(session, staff.id, month, value, limits["per_month"])
+    granted = alone and limits is not None and _charge(session, staff.id, month, value, limits["per_month"])
     if alone and not granted and not note:
-        _refusal(session, staff, "compensation.refused", "incident", incident_pk, "monthly_budget_exhausted", **ids)
-        raise InvalidInput(
-            "note: your authority for this month is used up; give a reason and it goes to a manager.",
-            field="note",
+        raise _Refused(
+            "monthly_budget_exhausted",
+            InvalidInput(
+                "note: your authority for this month is used up; give a reason and it goes to a manager.",
+                field="note",
+            ),
         )
     compensation = Compensation(
         incident_id=incident_pk,
@@ -265,45 +343,9 @@ def grant_compensation(
         compensation.decided_at = now
         _new_voucher(compensation, now)
     session.add(compensation)
-    try:
-        session.flush()
-    except IntegrityError:  # the same idempotency key raced in from a second request
-        session.rollback()
-        earlier = session.scalar(
-            select(Compensation).where(
-                Compensation.requested_by == staff.id, Compensation.idempotency_key == idempotency_key
-            )
-        )
-        if earlier is None:
-            raise
-        return earlier, False
+    session.flush()
     reason = None if granted else ("monthly_budget_exhausted" if alone else "above_authority")
-    audit(
-        session,
-        "compensation.granted" if granted else "compensation.requested",
-        actor=staff,
-        subject_type="compensation",
-        subject_id=compensation.id,
-        data={"kind": kind, "amount": value, **({"reason": reason} if reason else {})},
-        **ids,
-    )
-    if not granted:
-        session.add(
-            Notification(
-                kind="approval_requested",
-                subject_type="compensation",
-                subject_id=str(compensation.id),
-                status="pending",
-                created_at=now,
-            )
-        )
-    session.commit()
-    incident = session.get(Incident, incident_pk)
-    if granted:
-        signals.send_robust(signals.compensation_granted, compensation=compensation, incident=incident, staff=staff)
-    else:
-        signals.send_robust(signals.compensation_requested, compensation=compensation, incident=incident, staff=staff)
-    return compensation, True
+    return compensation, granted, reason
 
 
 def get_compensation(session: Session, compensation_id: Any, staff: Staff) -> Compensation:
@@ -335,9 +377,47 @@ def decide_compensation(
         _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "above_approver_authority", **ids)
         raise NotAllowed("This is above what your role may approve or reject.")
     now = now or utcnow()
-    _begin_write(session)
-    if approve and session.get(Erasure, compensation.client_id) is not None:
-        session.rollback()
+    try:
+        with savepoint(session):
+            _write_decision(session, pk, staff, limits, approve=approve, note=note, now=now)
+    except _Refused as refused:
+        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, refused.reason, **ids)
+        raise refused.error from None
+    session.expire(compensation)
+    compensation = session.get(Compensation, pk)
+    if approve:
+        _new_voucher(compensation, now)
+    audit(
+        session,
+        "compensation.approved" if approve else "compensation.rejected",
+        actor=staff,
+        subject_type="compensation",
+        subject_id=pk,
+        data={"kind": compensation.kind, "amount": compensation.amount},
+        **ids,
+    )
+    session.flush()
+    signals.send_robust(signals.compensation_decided, compensation=compensation, staff=staff, approved=approve)
+    if approve:
+        incident = session.get(Incident, compensation.incident_id)
+        signals.send_robust(signals.compensation_granted, compensation=compensation, incident=incident, staff=staff)
+    return compensation
+
+
+def _write_decision(
+    session: Session,
+    pk: int,
+    staff: Staff,
+    limits: dict[str, Any] | None,
+    *,
+    approve: bool,
+    note: str | None,
+    now: datetime,
+) -> None:
+    """The decision's writes, inside its savepoint: only a request still pending is decided,
+    and an approval is charged to the approver's month."""
+    client_id = session.scalar(select(Compensation.client_id).where(Compensation.id == pk))
+    if approve and session.get(Erasure, client_id) is not None:
         raise Conflict("This client's data was erased; the request can only be rejected.")
     values: dict[str, Any] = {
         "status": "granted" if approve else "rejected",
@@ -355,31 +435,14 @@ def decide_compensation(
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        session.rollback()
-        current = session.get(Compensation, pk)
-        raise Conflict(f"This request is already {current.status.replace('_', ' ')}.")
-    if approve and not _charge(session, staff.id, month_of(now), compensation.amount, limits["per_month"]):
-        _refusal(session, staff, "compensation.decision_refused", "compensation", pk, "monthly_budget_exhausted", **ids)
-        raise Conflict("Your own authority for this month is used up; another manager must approve it.")
-    session.expire(compensation)
-    compensation = session.get(Compensation, pk)
-    if approve:
-        _new_voucher(compensation, now)
-    audit(
-        session,
-        "compensation.approved" if approve else "compensation.rejected",
-        actor=staff,
-        subject_type="compensation",
-        subject_id=pk,
-        data={"kind": compensation.kind, "amount": compensation.amount},
-        **ids,
-    )
-    session.commit()
-    signals.send_robust(signals.compensation_decided, compensation=compensation, staff=staff, approved=approve)
-    if approve:
-        incident = session.get(Incident, compensation.incident_id)
-        signals.send_robust(signals.compensation_granted, compensation=compensation, incident=incident, staff=staff)
-    return compensation
+        current = session.scalar(select(Compensation.status).where(Compensation.id == pk))
+        raise Conflict(f"This request is already {str(current).replace('_', ' ')}.")
+    amount = session.scalar(select(Compensation.amount).where(Compensation.id == pk))
+    if approve and (limits is None or not _charge(session, staff.id, month_of(now), amount, limits["per_month"])):
+        raise _Refused(
+            "monthly_budget_exhausted",
+            Conflict("Your own authority for this month is used up; another manager must approve it."),
+        )
 
 
 # -- suggestions (the compensation matrix) ----------------------------------------------
@@ -463,8 +526,7 @@ def redeem_voucher(session: Session, code: Any, booking: Booking, now: datetime 
         .values(redeemed_at=now, redeemed_booking_id=booking.id)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        session.rollback()
+    if result.rowcount != 1:  # redeemed by another request since we looked; nothing written
         raise VoucherError("This voucher has already been used.")
     audit(
         session,
@@ -475,9 +537,9 @@ def redeem_voucher(session: Session, code: Any, booking: Booking, now: datetime 
         subject_type="compensation",
         subject_id=pk,
     )
-    session.commit()
-    session.expire(compensation)
-    return session.get(Compensation, pk)
+    session.flush()
+    session.refresh(compensation)
+    return compensation
 
 
 # -- reading -----------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from .. import signals
-from ..errors import InvalidInput, RecoveryError
+from ..errors import InvalidInput
 from ..models import FollowUp, Incident, Notification, Unsubscribe, utcnow
 from ..tokens import AlreadyAnswered, ExpiredLink, UsedLink
 from .audit import audit
-from .compensations import _begin_write
+from .db import write_transaction
 from .incidents import CLOSABLE, REOPENABLE, clean_text
 
 #: The two answers a check-in offers (stable keys).
@@ -46,13 +46,10 @@ def followup_for_link(session: Session, followup_id: int, *, answering: bool) ->
 
 
 def _locked_followup(session: Session, followup_id: int, *, answering: bool) -> FollowUp:
-    """Start a write transaction and return the usable follow-up; roll back on refusal."""
-    _begin_write(session)
-    try:
-        return followup_for_link(session, followup_id, answering=answering)
-    except RecoveryError:
-        session.rollback()  # SQLite: BEGIN IMMEDIATE holds the write lock until now
-        raise
+    """Start a write transaction and return the usable follow-up (the caller's entry point
+    ends the transaction, whether the link is refused or not)."""
+    write_transaction(session)
+    return followup_for_link(session, followup_id, answering=answering)
 
 
 def _answered(session: Session, followup: FollowUp) -> bool:
@@ -69,7 +66,7 @@ def record_answer(session: Session, followup_id: int, answer: Any, comment: Any 
     scheduled mail for the same visit (a reminder) is cancelled. A second answer, by
     either the check-in's link or the reminder's, raises
     :class:`~flask_recovery.tokens.AlreadyAnswered` (a ``UsedLink``, 409), also when it
-    races the first. Sends ``feedback_received`` after the commit.
+    races the first. Sends ``feedback_received`` once the answer is written (flushed).
     """
     if answer not in ANSWERS:
         raise InvalidInput(f"answer must be one of {list(ANSWERS)}.", field="answer")
@@ -84,8 +81,8 @@ def record_answer(session: Session, followup_id: int, answer: Any, comment: Any 
         .values(answer=answer, answered_at=now, comment=comment)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # a concurrent answer (or forget-client) came first
-        session.rollback()
+    if result.rowcount != 1:  # a concurrent answer (or forget-client) came first; nothing written
+        session.expire(followup)
         followup_for_link(session, followup_id, answering=True)
         raise AlreadyAnswered("You have already answered. Thank you!")
 
@@ -117,7 +114,7 @@ def record_answer(session: Session, followup_id: int, answer: Any, comment: Any 
             "incident_status": incident_status,
         },
     )
-    session.commit()
+    session.flush()
     session.refresh(followup)
     signals.send_robust(signals.feedback_received, followup=followup, answer=answer)
     return followup
@@ -184,7 +181,7 @@ def unsubscribe(session: Session, followup_id: int) -> bool:
             subject_id=followup.id,
             data={"cancelled": cancelled},
         )
-    session.commit()
+    session.flush()
     return created
 
 

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..config import key, permitted
-from ..entities import Booking, Staff
-from ..errors import InvalidInput, NotFound
+from ..entities import Booking, Staff, normalize_booking, normalize_datetime
+from ..errors import InvalidInput, NotFound, RecoveryError
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import Flag, Incident, Visit, check_database, iso, utcnow
@@ -121,13 +121,21 @@ def active_flags_for_clients(
 class _Ref:
     """What deciding a booking's flags needs: its id, client, end and location."""
 
-    __slots__ = ("id", "client_id", "ends_at", "location")
+    __slots__ = ("id", "client_id", "ends_at", "location", "status")
 
-    def __init__(self, id: str, client_id: str, ends_at: datetime | None, location: str | None = None) -> None:  # noqa: A002
+    def __init__(
+        self,
+        id: str,  # noqa: A002
+        client_id: str,
+        ends_at: datetime | None,
+        location: str | None = None,
+        status: str | None = None,
+    ) -> None:
         self.id = id
         self.client_id = client_id
         self.ends_at = ends_at
         self.location = location
+        self.status = status
 
 
 def flags_for_booking(session: Session, booking: Booking, now: datetime | None = None) -> list[Flag]:
@@ -152,10 +160,14 @@ def flags_for_bookings(session: Session, bookings: Iterable[str | Booking]) -> d
     rows: list[_Ref] = []  # a host's own rows: the badge reads their location itself
     for item in bookings:
         if isinstance(item, Booking):
-            refs[item.id] = _Ref(item.id, item.client_id, item.ends_at, item.location)
+            item = normalize_booking(item)
+            refs[item.id] = _Ref(item.id, item.client_id, item.ends_at, item.location, item.status)
             wanted.append(item.id)
         elif hasattr(item, "client_id"):
-            ref = _Ref(str(item.id), str(item.client_id), item.ends_at)
+            ends_at = getattr(item, "ends_at", None)
+            if isinstance(ends_at, datetime):
+                ends_at = normalize_datetime(ends_at, "ends_at")
+            ref = _Ref(str(item.id), str(item.client_id), ends_at)
             rows.append(ref)
             wanted.append(ref.id)
         else:
@@ -163,23 +175,25 @@ def flags_for_bookings(session: Session, bookings: Iterable[str | Booking]) -> d
             wanted.append(str(item))
     missing = sorted(set(ids) - set(refs))
     for start in range(0, len(missing), _CHUNK):
-        rows = session.execute(
-            select(Visit.booking_id, Visit.client_id, Visit.ends_at, Visit.starts_at, Visit.location).where(
-                Visit.booking_id.in_(missing[start : start + _CHUNK])
-            )
+        visits = session.execute(
+            select(
+                Visit.booking_id, Visit.client_id, Visit.ends_at, Visit.starts_at, Visit.location, Visit.status
+            ).where(Visit.booking_id.in_(missing[start : start + _CHUNK]))
         )
-        for booking_id, client_id, ends_at, starts_at, location in rows:
-            refs[booking_id] = _Ref(booking_id, client_id, ends_at or starts_at, location)
-    for booking_id in missing:
-        if booking_id not in refs:
-            try:
-                booking = get_recovery().load_booking(booking_id)
-            except NotFound:
-                continue
-            refs[booking_id] = _Ref(booking.id, booking.client_id, booking.ends_at, booking.location)
+        for booking_id, client_id, ends_at, starts_at, location, status in visits:
+            refs[booking_id] = _Ref(booking_id, client_id, ends_at or starts_at, location, status)
+    unknown = [booking_id for booking_id in missing if booking_id not in refs]
+    if unknown:  # one call of the host's bulk loader (or its per-id loader) for the rest
+        try:
+            loaded = get_recovery().load_bookings(unknown)
+        except RecoveryError:  # e.g. a naive time refused by RECOVERY_NAIVE_DATETIMES="error"
+            loaded = {}
+        for booking in loaded.values():
+            refs[booking.id] = _Ref(booking.id, booking.client_id, booking.ends_at, booking.location, booking.status)
     now = utcnow()
     clients = {ref.client_id for ref in refs.values()} | {ref.client_id for ref in rows}
     by_client = active_flags_for_clients(session, clients, now)
+    used_for = _use_up_completed(session, [refs[b] for b in dict.fromkeys(wanted) if b in refs], by_client, now)
     cache = badge_cache()
     if cache is not None:
         cache.remember(by_client, refs.values())
@@ -188,9 +202,65 @@ def flags_for_bookings(session: Session, bookings: Iterable[str | Booking]) -> d
     result: dict[str, list[Flag]] = {}
     for booking_id in wanted:
         ref = refs.get(booking_id)
+        if booking_id in used_for:  # a visit that took place keeps the flags it used up
+            result[booking_id] = used_for[booking_id]
+            continue
         found = by_client.get(ref.client_id) if ref is not None else None
         result[booking_id] = [f for f in found if applies(f, ref.id, ref.ends_at)] if found else []
     return result
+
+
+def _use_up_completed(
+    session: Session, refs: list[_Ref], by_client: dict[str, list[Flag]], now: datetime
+) -> dict[str, list[Flag]]:
+    """Use up the flags of the bookings the host reports ``completed`` (a host without a
+    checkout step never calls :func:`visit_completed`); they leave ``by_client``.
+
+    Returns the flags used up, by booking id. Earliest visit first, so the flags go to
+    the first visit that took place after they were set.
+    """
+    completed = sorted(
+        (r for r in refs if r.status == "completed" and by_client.get(r.client_id)),
+        key=lambda r: (r.ends_at is None, r.ends_at or now),
+    )
+    used_for: dict[str, list[Flag]] = {}
+    for ref in completed:
+        candidates = [f for f in by_client[ref.client_id] if applies(f, ref.id, ref.ends_at)]
+        if not candidates:
+            continue
+        used = set(_use_up(session, ref.id, ref.client_id, [f.id for f in candidates], now))
+        used_for[ref.id] = [f for f in candidates if f.id in used]
+        for flag in used_for[ref.id]:
+            session.expire(flag)  # its row now says used
+        by_client[ref.client_id] = [f for f in by_client[ref.client_id] if f.id not in used]
+    if used_for:
+        forget_cached_flags()
+    return used_for
+
+
+def _use_up(session: Session, booking_id: str, client_id: str, flag_ids: list[int], now: datetime) -> list[int]:
+    """Mark these flags used by the booking (each only if still active), with an audit entry
+    each; flushes. Returns the ids this call used up."""
+    used: list[int] = []
+    for flag_id in flag_ids:
+        result = session.execute(
+            update(Flag)
+            .where(Flag.id == flag_id, Flag.status == "active")
+            .values(status="used", used_at=now, used_booking_id=booking_id)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            used.append(flag_id)
+            audit(
+                session,
+                "flag.used",
+                actor=None,
+                booking_id=booking_id,
+                client_id=client_id,
+                subject_type="flag",
+                subject_id=flag_id,
+            )
+    return used
 
 
 # -- the flag an incident sets -----------------------------------------------------------
@@ -265,7 +335,7 @@ def booking_created(session: Session, booking: Booking) -> list[Flag]:
     at once. Calling this is optional: flags also resolve on read.
     """
     upsert_visit(session, booking)
-    session.commit()
+    session.flush()
     flags = flags_for_booking(session, booking)
     for flag in flags:
         signals.send_robust(signals.client_flagged, flag=flag, booking=booking, staff=None, cause="booking")
@@ -281,26 +351,8 @@ def visit_completed(session: Session, booking: Booking, now: datetime | None = N
     now = now or utcnow()
     upsert_visit(session, booking, completed_at=now)
     candidates = [f.id for f in flags_for_booking(session, booking, now)]
-    used: list[int] = []
-    for flag_id in candidates:
-        result = session.execute(
-            update(Flag)
-            .where(Flag.id == flag_id, Flag.status == "active")
-            .values(status="used", used_at=now, used_booking_id=booking.id)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            used.append(flag_id)
-            audit(
-                session,
-                "flag.used",
-                actor=None,
-                booking_id=booking.id,
-                client_id=booking.client_id,
-                subject_type="flag",
-                subject_id=flag_id,
-            )
-    session.commit()
+    used = _use_up(session, booking.id, booking.client_id, candidates, now)
+    session.flush()
     forget_cached_flags()
     if not used:
         return []
@@ -355,8 +407,7 @@ def acknowledge_flag(
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        session.rollback()
+    if result.rowcount != 1:  # nothing written: it changed since we looked
         session.refresh(flag)
         if flag.acknowledged_at is not None:
             raise FlagConflict(_("%(name)s has already marked this flag as seen.", name=flag.acknowledged_by_name))
@@ -370,7 +421,7 @@ def acknowledge_flag(
         subject_type="flag",
         subject_id=flag.id,
     )
-    session.commit()
+    session.flush()
     forget_cached_flags()
     session.refresh(flag)
     return flag
@@ -388,8 +439,7 @@ def lift_flag(session: Session, flag_id: Any, staff: Staff | None, reason: Any =
         .values(status="lifted", lifted_at=now, lifted_by=staff.id, lift_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        session.rollback()
+    if result.rowcount != 1:  # nothing written: it changed since we looked
         raise FlagConflict(_("This flag is no longer active."))
     audit(
         session,
@@ -400,7 +450,7 @@ def lift_flag(session: Session, flag_id: Any, staff: Staff | None, reason: Any =
         subject_type="flag",
         subject_id=flag.id,
     )
-    session.commit()
+    session.flush()
     forget_cached_flags()
     session.refresh(flag)
     return flag
@@ -450,7 +500,7 @@ def set_flag(
     session.add(flag)
     session.flush()
     _audit_set(session, flag, staff)
-    session.commit()
+    session.flush()
     forget_cached_flags()
     _send_flagged(flag, booking, staff)
     return flag

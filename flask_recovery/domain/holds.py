@@ -87,7 +87,7 @@ def set_hold(
     session.add(hold)
     session.flush()
     audit(session, "hold.set", actor=staff, client_id=client_id, subject_type="hold", subject_id=hold.id)
-    session.commit()
+    session.flush()
     return hold
 
 
@@ -105,11 +105,10 @@ def lift_hold(session: Session, client_id: Any, staff: Staff | None, reason: Any
         .values(active=False, lifted_by=staff.id, lifted_at=utcnow(), lift_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        session.rollback()
+    if result.rowcount != 1:  # nothing written: it changed since we looked
         raise FlagConflict(_("Online booking is not paused for this client."))
     audit(session, "hold.lifted", actor=staff, client_id=client_id, subject_type="hold", subject_id=hold.id)
-    session.commit()
+    session.flush()
     session.refresh(hold)
     return hold
 

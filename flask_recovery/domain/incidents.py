@@ -139,7 +139,7 @@ def record_incident(
     )
     flag = flags.flag_for_incident(session, incident, staff, incident.recorded_at)
     flags.upsert_visit(session, booking)
-    session.commit()
+    session.flush()
     forget_cached_flags()
     signals.send_robust(signals.incident_recorded, incident=incident, booking=booking, staff=staff)
     signals.send_robust(signals.client_flagged, flag=flag, booking=booking, staff=staff, cause="set")
@@ -197,10 +197,9 @@ def _transition(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        session.rollback()
-        current = session.get(Incident, incident.id)
-        raise Conflict(f"The incident is {current.status}; it cannot be {action} now.")
+    if result.rowcount != 1:  # nothing written: another desk moved it first
+        current = session.scalar(select(Incident.status).where(Incident.id == incident.id))
+        raise Conflict(f"The incident is {current}; it cannot be {action} now.")
     audit(
         session,
         f"incident.{action}",
@@ -211,7 +210,7 @@ def _transition(
         subject_id=incident.id,
         data={"status": values["status"]},
     )
-    session.commit()
+    session.flush()
     session.refresh(incident)
     return incident
 

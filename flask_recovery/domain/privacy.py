@@ -35,7 +35,7 @@ from ..models import (
     utcnow,
 )
 from .audit import audit
-from .compensations import _begin_write
+from .db import savepoint
 
 #: ``last_error`` values on a follow-up that are plain codes, not text from a mail server
 #: (which may quote the client's address); forget-client keeps these and replaces the rest.
@@ -128,10 +128,8 @@ def forget_client(session: Session, client_id: str) -> ErasureResult:
     silence mail to another client.
     """
     client_id = str(client_id)
-    _begin_write(session)
-    try:
+    with savepoint(session):  # the host's transaction, or the CLI's: the caller commits
         if not _holds_anything(session, client_id):
-            session.rollback()
             return ErasureResult(client_id=client_id, found=False, first_time=False)
         now = utcnow()
         earlier = session.get(Erasure, client_id)
@@ -264,10 +262,6 @@ def forget_client(session: Session, client_id: str) -> ErasureResult:
                     "holds_lifted": holds_lifted,
                 },
             )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     session.expire_all()  # objects loaded before must not show the erased text
     from .badges import forget_cached_flags
 

@@ -89,21 +89,18 @@ def compose_reason(session: Session, incident: Incident) -> str:
 def refresh_reason(session: Session, incident_id: int) -> int:
     """Recompose the reason of the incident's active flags (after a remedy was granted).
 
-    Returns how many flags changed. Reads first and commits, then writes in a short
-    transaction of its own (SQLite never has to upgrade a read lock).
+    Returns how many flags changed. Works in the caller's transaction (flushes only).
     """
     incident = session.get(Incident, incident_id)
     if incident is None or incident.conduct:
         return 0
     reason = compose_reason(session, incident)
-    session.commit()
     result = session.execute(
         update(Flag)
         .where(Flag.incident_id == incident_id, Flag.source == "incident", Flag.status == "active")
         .values(reason=reason)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
     forget_cached_flags()
     return result.rowcount
 
@@ -113,11 +110,9 @@ def _on_compensation_granted(sender: Any, compensation: Compensation | None = No
     from ..extension import get_recovery
 
     session = get_recovery().session
-    try:
+    # a savepoint: should the refresh fail, the grant in the same transaction stays intact
+    with session.begin_nested():
         refresh_reason(session, compensation.incident_id)
-    except Exception:
-        session.rollback()
-        raise
 
 
 signals.compensation_granted.connect(_on_compensation_granted)

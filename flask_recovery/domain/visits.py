@@ -69,7 +69,8 @@ def sync_visits(
     view. The host's status wins; a ``completed_at`` already recorded by
     ``visit_completed`` is kept. Returns the number of bookings seen. Run it from cron
     (``flask recovery stats --sync-visits``) when the host does not call
-    ``booking_created`` / ``visit_completed``.
+    ``booking_created`` / ``visit_completed``. Works in the caller's transaction: the
+    host's (its commit keeps the copy) or the CLI command's, which commits at the end.
     """
     dialect = check_database(session.get_bind().dialect.name)
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -106,7 +107,6 @@ def sync_visits(
             )
             session.execute(stmt)
             refresh_next_visits(session, changes, booking_ids=[row["booking_id"] for row in changed])
-            session.commit()
         cursor = window_end
     return seen
 
