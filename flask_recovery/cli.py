@@ -17,6 +17,15 @@ from . import migrate
 recovery_cli = AppGroup("recovery", help="Service recovery: database setup and operations.")
 
 
+@recovery_cli.result_callback()
+def _commit(*_results: object, **_options: object) -> None:
+    """A command that finished without an error commits its work once (flask_recovery.unit);
+    one that failed leaves it to the app context's teardown, which rolls it back."""
+    from .unit import finish
+
+    finish(True)
+
+
 @recovery_cli.command("init-db")
 @click.option("--revision", default=f"{migrate.BRANCH}@head", show_default=True, help="Alembic revision to upgrade to.")
 def init_db(revision: str) -> None:
