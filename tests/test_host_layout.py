@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 from flask import render_template_string
 
+import flask_recovery
 from flask_recovery import tokens
 
 from .conftest import Host, make_app
 from .test_followup_mail import make_followup
 
-PACKAGE = Path(__file__).resolve().parent.parent / "flask_recovery"
+PACKAGE = Path(flask_recovery.__file__).resolve().parent  # the installed package (CI: the wheel)
 BASE = PACKAGE / "templates" / "recovery" / "base.html"
 STYLESHEETS = sorted((PACKAGE / "static" / "recovery").glob("*.css"))
 
