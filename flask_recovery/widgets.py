@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from datetime import datetime
 from decimal import Decimal
 from itertools import compress
 from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
@@ -24,12 +26,23 @@ from .domain.audit import history_for_booking
 from .domain.badges import BadgeCache, badge_cache
 from .domain.compensations import WARN_SHARE, authority_summary, compensations_for_booking, suggestions
 from .domain.incidents import client_summary, incidents_for_booking
-from .entities import Booking, Staff
+from .entities import Booking, Staff, normalize_datetime
 from .errors import NotAuthenticated, NotFound, RecoveryError
 from .extension import get_recovery
-from .forms import AcknowledgeForm, ActionForm, CompensationForm, IncidentForm, ReasonForm
+from .forms import (
+    AcknowledgeForm,
+    ActionForm,
+    CompensationForm,
+    FormState,
+    IncidentForm,
+    ReasonForm,
+    booking_scope,
+    scope_slug,
+    take_state,
+)
 from .i18n import gettext as _
 from .i18n import lazy_gettext as _l
+from .i18n import staff_language
 from .vocabulary import (
     action_label,
     category_label,
@@ -78,7 +91,7 @@ FOLLOWUP_STATUS_LABELS = {
     "failed": _l("failed"),
     "cancelled": _l("not sent"),
 }
-ANSWER_LABELS = {"good": _l("she answered: all good"), "not_right": _l("she answered: still not right")}
+ANSWER_LABELS = {"good": _l("the client answered: all good"), "not_right": _l("the client answered: still not right")}
 
 
 def _labeller(labels: dict):
@@ -152,26 +165,38 @@ def widget_context(
     staff: Staff | None,
     *,
     standalone: bool,
-    form: IncidentForm | None = None,
-    comp_form: CompensationForm | None = None,
-    comp_form_incident: int | None = None,
+    state: FormState | None = None,
 ) -> dict[str, Any]:
-    """Everything the widget template needs; raises 401/404 like the API."""
+    """Everything the widget template needs; raises 401/404 like the API.
+
+    ``state`` is what the last POST left for this booking (messages, the refused form,
+    what was typed); by default the one kept in the session, taken once
+    (:func:`~flask_recovery.forms.take_state`).
+    """
     session = get_recovery().session
     config = current_app.config
     if staff is None:
         raise NotAuthenticated(_("Log in as a staff member first."))
     if not staff.can_see(booking):
         raise NotFound(_("No such booking."))
-    if form is None:
+    if state is None:
+        state = take_state(booking_scope(booking.id)) or FormState()
+    here = _return_path(booking, standalone)
+    if state.form == "incident":
+        form = IncidentForm(config, formdata=None, data=_present(state.typed))
+        for name, errors in state.errors.items():
+            if name in form:
+                form[name].errors = list(errors)
+    else:
         form = IncidentForm(config, formdata=None)
     form.scope(booking.id)
-    if standalone and request.method == "GET":
+    if standalone and request.method == "GET" and state.form != "incident":
         chosen = request.args.get("category")
         if chosen in category_keys(config) and not form.category.data:
             form.category.data = chosen
-    if not standalone or not form.next.data:
-        form.next.data = _here() if not standalone else None
+    form.next.data = here
+    slug = scope_slug(booking.id)
+    record_anchor = f"recovery-record-{slug}"
     categories = category_keys(config)
     earlier_count, earlier = client_summary(session, booking.client_id, exclude_booking_id=booking.id)
     incidents = incidents_for_booking(session, booking.id)
@@ -181,16 +206,28 @@ def widget_context(
     can_compensate = permitted(config, "compensation.request", staff.role)
     grant_forms = {}
     remedies = {}
+    anchors = {WIDGET_ANCHOR, record_anchor}
     for incident in incidents:
+        anchors.add(f"incident-{incident.id}")
         if can_compensate and not incident.conduct and incident.status != "closed":
-            posted = comp_form if comp_form is not None and comp_form_incident == incident.id else None
-            grant_forms[incident.id] = (posted or CompensationForm(formdata=None)).scope(incident.id)
+            anchors.add(f"recovery-grant-{incident.id}")
+            if state.form == f"grant-{incident.id}":
+                cform = CompensationForm(formdata=None, data=_present(state.typed))
+                for name, errors in state.errors.items():
+                    if name in cform:
+                        cform[name].errors = list(errors)
+            else:
+                cform = CompensationForm(formdata=None)
+            cform.next.data = here
+            grant_forms[incident.id] = cform.scope(incident.id)
             remedies[incident.id] = suggestions(session, incident, booking)
     client_flags = flags.active_flags(session, booking.client_id)
     client_flags.sort(key=lambda f: f.type != "conduct")
     show_conduct = permitted(config, "conduct.view", staff.role)
+    flags_now = [f for f in client_flags if flags.applies(f, booking.id, booking.ends_at)]
+    anchors.update(f"flag-{f.id}" for f in flags_now)
     return {
-        "flags_now": [f for f in client_flags if flags.applies(f, booking.id, booking.ends_at)],
+        "flags_now": flags_now,
         "flags_next": [f for f in client_flags if not flags.applies(f, booking.id, booking.ends_at)],
         "hold": holds.active_hold(session, booking.client_id),
         "ack_form": AcknowledgeForm(formdata=None),
@@ -223,9 +260,13 @@ def widget_context(
         "local_time": local_time,
         "minutes_between": minutes_between,
         "form": form,
+        "record_anchor": record_anchor,
+        "aria": aria,
+        "state": state,
+        "messages": state.messages_at(anchors, WIDGET_ANCHOR),
         "action_form": ActionForm(formdata=None),
         "standalone": standalone,
-        "here": _here(),
+        "here": here,
         "scripts": [(c, category_label(c), script_for(c)) for c in categories],
         "selected_category": form.category.data or "",
         "can_record": permitted(config, "incident.record", staff.role),
@@ -240,30 +281,86 @@ def widget_context(
     }
 
 
+def aria(field: Any, hint: str | None = None) -> dict[str, str]:
+    """The ARIA attributes of a form field: ``aria-invalid`` when it has a mistake, and
+    ``aria-describedby`` naming its hint and its error text (``<field id>-error``)."""
+    described = [hint] if hint else []
+    attributes: dict[str, str] = {}
+    if field.errors:
+        described.append(f"{field.id}-error")
+        attributes["aria-invalid"] = "true"
+    if described:
+        attributes["aria-describedby"] = " ".join(described)
+    return attributes
+
+
+#: The id of the widget's root element: where its general messages show.
+WIDGET_ANCHOR = "recovery-widget"
+
+
+def _present(typed: dict[str, Any]) -> dict[str, Any]:
+    """Typed values for a form's ``data=`` (a field left out keeps its default)."""
+    return {name: value for name, value in typed.items() if value is not None}
+
+
 def _here() -> str:
-    """The current page as a local path with its query, to come back to after a POST."""
+    """The current page as a local path with its query (and the app's mount point), to
+    come back to after a POST."""
     path = request.full_path if request.query_string else request.path
-    return path
+    return request.script_root + path
+
+
+def _return_path(booking: Booking, standalone: bool) -> str:
+    """Where the widget's forms come back to: this page, or the booking page when the
+    extension's own page is drawn in answer to a POST (a mistake shown without a redirect)."""
+    if standalone and request.method != "GET":
+        return url_for("recovery.booking", booking_id=booking.id)
+    return _here()
 
 
 def render_widget(booking_id: Any) -> Markup:
     """``{{ recovery_widget(booking_id) }}``: the checkout widget for the host's page.
 
     Renders nothing when no staff member is logged in, and a short notice when the
-    booking is unknown or outside the staff member's location.
+    booking is unknown or outside the staff member's location. It never breaks the host's
+    page: when the booking loader fails or returns something unusable (or anything else
+    goes wrong drawing it), a small box says the panel could not load the booking and the
+    cause is logged with its traceback (``current_app.logger.exception``).
     """
-    recovery = get_recovery()
-    staff = recovery.current_staff()
+    try:
+        recovery = get_recovery()
+        staff = recovery.current_staff()
+    except Exception:
+        current_app.logger.exception("recovery_widget(%r): the staff loader failed", booking_id)
+        return _widget_error(None)
     if staff is None:
         return Markup("")
     if isinstance(booking_id, Booking):
         booking_id = booking_id.id
+    with staff_language(staff):  # the widget in her language; the host's page keeps its own
+        try:
+            booking = recovery.load_booking(booking_id)
+            context = widget_context(booking, staff, standalone=False)
+            return Markup(render_template("recovery/_widget.html", **context))
+        except NotFound as error:
+            return _widget_error(error)
+        except RecoveryError as error:  # e.g. naive times refused by RECOVERY_NAIVE_DATETIMES = "error"
+            current_app.logger.warning("recovery_widget(%r): %s", booking_id, error.message)
+            return _widget_error(error)
+        except Exception:
+            current_app.logger.exception(
+                "recovery_widget(%r): the service-recovery panel could not be drawn", booking_id
+            )
+            return _widget_error(None)
+
+
+def _widget_error(error: RecoveryError | None) -> Markup:
+    """The widget's small error box (``recovery/_widget_error.html``); never raises."""
     try:
-        booking = recovery.load_booking(booking_id)
-        context = widget_context(booking, staff, standalone=False)
-    except RecoveryError as error:
         return Markup(render_template("recovery/_widget_error.html", error=error))
-    return Markup(render_template("recovery/_widget.html", **context))
+    except Exception:
+        current_app.logger.exception("recovery/_widget_error.html could not be drawn")
+        return Markup('<section class="recovery-widget recovery-widget--error" role="status"></section>')
 
 
 _EMPTY = Markup("")
@@ -339,11 +436,20 @@ class _Viewer:
         flags ``found``; empty outside the viewer's location or when none is for it."""
         if self.location is not None and getattr(booking, "location", None) != self.location:
             return _EMPTY
-        booking_id, ends_at = booking.id, booking.ends_at
+        try:
+            booking_id, ends_at = booking.id, booking.ends_at
+        except AttributeError:
+            return _unusable(booking, "id" if not hasattr(booking, "id") else "ends_at")
         if booking_id.__class__ is not str:
             booking_id = str(booking_id)
-        if ends_at is not None and ends_at.utcoffset() is None:
-            raise ValueError(f"recovery_badge: ends_at of booking {booking_id!r} must be timezone-aware")
+        if ends_at is not None:
+            if not isinstance(ends_at, datetime):
+                return _unusable(booking, "ends_at", "is not a datetime")
+            if ends_at.utcoffset() is None:  # a naive time: read per RECOVERY_NAIVE_DATETIMES
+                try:
+                    ends_at = normalize_datetime(ends_at, "ends_at")
+                except RecoveryError:
+                    return _unusable(booking, "ends_at", "has no time zone (RECOVERY_NAIVE_DATETIMES is 'error')")
         applies = flags.applies
         if len(found) == 1:  # the common case: one flag, and its reason
             flag = found[0]
@@ -401,7 +507,7 @@ def _viewer(cache: BadgeCache) -> _Viewer:
 
 def _booking_of(cache: BadgeCache, booking_id: Any) -> Any:
     """What a bare booking id stands for: the ref ``flags_for_bookings`` kept, or the host's
-    booking (its loader); ``None`` when unknown."""
+    booking (its loader); ``None`` when unknown or when the loader fails (logged)."""
     ref = cache.refs.get(str(booking_id))
     if ref is not None:
         return ref
@@ -409,6 +515,52 @@ def _booking_of(cache: BadgeCache, booking_id: Any) -> Any:
         return get_recovery().load_booking(booking_id)
     except NotFound:
         return None
+    except Exception as error:  # a broken loader must not break the host's list
+        _log_once(
+            ("loader", type(error).__name__),
+            "recovery_badge(%r): the booking loader failed (%s: %s); no badge is drawn "
+            "(logged once per process for this kind of failure)",
+            booking_id,
+            type(error).__name__,
+            error,
+            exc_info=True,
+        )
+        return None
+
+
+#: The reasons already logged by the badge (each once per process).
+_LOGGED: set[tuple] = set()
+_LOGGED_LOCK = threading.Lock()
+
+
+def _log_once(reason: tuple, message: str, *args: Any, exc_info: bool = False) -> None:
+    """Log a warning about the badge once per process for ``reason``."""
+    with _LOGGED_LOCK:
+        if reason in _LOGGED:
+            return
+        _LOGGED.add(reason)
+    current_app.logger.warning(message, *args, exc_info=exc_info)
+
+
+def _is_bare_id(value: Any) -> bool:
+    """Whether ``value`` is a booking id rather than a row (strings, integers, UUIDs)."""
+    return isinstance(value, str | int | UUID) and not isinstance(value, bool)
+
+
+def _unusable(row: Any, attribute: str, problem: str = "is missing") -> Markup:
+    """No badge for a host row the badge cannot use, and a warning naming what is wrong
+    (once per process per row type and attribute)."""
+    kind = type(row)
+    _log_once(
+        ("row", kind.__module__, kind.__qualname__, attribute, problem),
+        "recovery_badge: a %s.%s row's %r %s, so it gets no badge. Pass a flask_recovery.Booking, a "
+        "booking id, or a row with id, client_id and a datetime ends_at (logged once per process).",
+        kind.__module__,
+        kind.__qualname__,
+        attribute,
+        problem,
+    )
+    return _EMPTY
 
 
 def render_badge(booking: Any) -> Markup:
@@ -425,28 +577,42 @@ def render_badge(booking: Any) -> Markup:
     flags of every client at once (unless :meth:`Recovery.flags_for_bookings` did), so a
     page of 200 badges costs one query. For a long list :func:`render_badges` is cheaper.
     """
-    cache = g.get("_recovery_badges") or badge_cache()
-    viewer = cache.viewer or _viewer(cache)
-    if viewer.staff is None:
-        return _EMPTY
-    try:
-        client_id = booking.client_id
-    except AttributeError:  # a bare booking id
-        booking = _booking_of(cache, booking)
-        if booking is None:
+    try:  # zero cost until something fails; a badge never breaks the host's page
+        cache = g.get("_recovery_badges") or badge_cache()
+        viewer = cache.viewer or _viewer(cache)
+        if viewer.staff is None:
             return _EMPTY
-        client_id = booking.client_id
-    if client_id.__class__ is not str:
-        client_id = str(client_id)
-    # the fast path first: most clients of a day list have no flag
-    found = cache.by_client.get(client_id)
-    if not found:
-        if found is not None or cache.complete:
-            return _EMPTY
-        found = cache.flags_of(viewer.session, client_id)
+        try:
+            client_id = booking.client_id
+        except AttributeError:  # a bare booking id, or a row the badge cannot use
+            if not _is_bare_id(booking):
+                return _unusable(booking, "client_id")
+            booking = _booking_of(cache, booking)
+            if booking is None:
+                return _EMPTY
+            client_id = booking.client_id
+        if client_id.__class__ is not str:
+            if client_id is None:
+                return _unusable(booking, "client_id", "is None")
+            client_id = str(client_id)
+        # the fast path first: most clients of a day list have no flag
+        found = cache.by_client.get(client_id)
         if not found:
-            return _EMPTY
-    return viewer.draw(booking, client_id, found)
+            if found is not None or cache.complete:
+                return _EMPTY
+            found = cache.flags_of(viewer.session, client_id)
+            if not found:
+                return _EMPTY
+        return viewer.draw(booking, client_id, found)
+    except Exception as error:
+        _log_once(
+            ("failed", type(error).__name__),
+            "recovery_badge(%r) failed (%s); no badge is drawn (logged once per process for this kind of failure)",
+            booking,
+            type(error).__name__,
+            exc_info=True,
+        )
+        return _EMPTY
 
 
 _CLIENT_ID = attrgetter("client_id")
@@ -491,11 +657,24 @@ def render_badges(bookings: Any) -> BadgeMap:
     For a long list the cheapest form in the row is ``{% if row.id in badges %}
     {{ badges[row.id] }}{% endif %}`` (``benchmarks/day_list.py`` measures both).
     """
+    badges = BadgeMap()
+    try:
+        _fill_badges(badges, bookings)
+    except Exception as error:  # never break the host's list: what was drawn so far stays
+        _log_once(
+            ("failed-list", type(error).__name__),
+            "recovery_badges() failed (%s); the badges drawn so far are kept (logged once per process)",
+            type(error).__name__,
+            exc_info=True,
+        )
+    return badges
+
+
+def _fill_badges(badges: BadgeMap, bookings: Any) -> None:
     cache = g.get("_recovery_badges") or badge_cache()
     viewer = cache.viewer or _viewer(cache)
-    badges = BadgeMap()
     if viewer.staff is None:
-        return badges
+        return
     items = bookings if isinstance(bookings, list) else list(bookings)
     try:  # the host's rows or Booking objects: every client id without a call per row
         clients = list(map(_CLIENT_ID, items))
@@ -508,7 +687,10 @@ def render_badges(bookings: Any) -> BadgeMap:
     lookup = cache.lookup(clients)
     for index in compress(range(len(items)), map(lookup.get, clients)):  # the few with an active flag
         item = items[index]
-        key = item.id
+        key = getattr(item, "id", None)
+        if key is None:
+            _unusable(item, "id")
+            continue
         if key in badges:
             continue  # listed twice: keep the first (it may carry the stylesheet)
         client_id = clients[index]
@@ -521,4 +703,3 @@ def render_badges(bookings: Any) -> BadgeMap:
                 html = render_badge(item)
                 if html:
                     badges.put(item, html)
-    return badges

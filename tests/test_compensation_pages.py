@@ -68,20 +68,24 @@ def test_grant_through_the_form_shows_the_voucher(client, host, booking, session
     ("data", "message"),
     [
         ({"kind": "gift", "amount": "abc"}, "enter a number such as 1500"),
-        ({"kind": "gift", "amount": "-5"}, "amount must be greater than zero"),
+        ({"kind": "gift", "amount": "-5"}, "Enter an amount greater than zero."),
         ({"kind": "gift", "amount": "1.005"}, "enter a number such as 1500"),
-        ({"kind": "percent_discount", "percent": "150"}, "percent must be between 1 and 100"),
+        ({"kind": "percent_discount", "percent": "150"}, "Enter a percent between 1 and 100."),
         ({"kind": "percent_discount", "percent": "ten"}, "percent must be a whole number"),
         ({"kind": "refund", "amount": "100"}, "give a reason and it goes to a manager"),
-        ({"kind": "lollipop", "amount": "1"}, "kind must be one of"),
+        ({"kind": "lollipop", "amount": "1"}, "Choose a remedy from the list."),
     ],
 )
 def test_form_errors_are_shown_next_to_the_field(client, host, booking, session, data, message):
+    """Without ``next`` (a script): the booking page itself, 422, the error beside its field."""
     incident_id = incident(client, host)
     response = client.post(f"/recovery/incidents/{incident_id}/compensations", data=data)
     assert response.status_code == 422
     assert message in response.text
-    assert 'aria-invalid="true"' in response.text
+    described = re.search(
+        r'aria-describedby="(?:[\w-]+ )?(recovery-c\d+-\w+-error)" aria-invalid="true"', response.text
+    )
+    assert described and f'id="{described.group(1)}"' in response.text
     assert session.query(Compensation).count() == 0
 
 

@@ -61,16 +61,26 @@ def test_recording_through_the_form_lists_the_incident(client, host, booking, se
 
 
 def test_form_errors_are_shown_and_nothing_is_recorded(client, host, booking, session):
+    """A POST without ``next`` (a script): the booking page itself, 422, every mistake at once."""
     host.login("admin")
     response = client.post(PAGE + "/incidents", data={**FORM, "description": "", "category": "weather"})
     assert response.status_code == 422
-    assert "category must be one of" in response.text
-    assert 'aria-invalid="true"' in response.text
+    html = response.text
+    assert "Choose one of the situations in the list." in html and "Describe what happened." in html
+    # each field names its own error text (WTForms writes the attributes in order)
+    assert re.search(
+        r'aria-describedby="recovery-b1-category-error" aria-invalid="true"[^>]*id="recovery-b1-category"', html
+    )
+    assert re.search(
+        r'aria-describedby="recovery-b1-description-error" aria-invalid="true"[^>]*id="recovery-b1-description"', html
+    )
+    assert 'id="recovery-b1-category-error"' in html and 'id="recovery-b1-description-error"' in html
     assert session.query(Incident).count() == 0
     response = client.post(PAGE + "/incidents", data={**FORM, "description": " "})
-    assert response.status_code == 422 and "description is required" in response.text
-    # what the admin typed is kept in the form
+    assert response.status_code == 422 and "Describe what happened." in response.text
+    # what the admin typed is kept in the form, which comes back to the booking page
     assert "Colour tests on a strand first" in response.text
+    assert 'name="next" type="hidden" value="/recovery/bookings/b1"' in response.text
 
 
 def test_script_typed_into_the_description_comes_back_as_text(client, host, booking):
