@@ -61,6 +61,7 @@ setup(
         # make test and the developers' .venv: the test tools, every extra above included
         "dev": [
             "pytest>=8",
+            "pytest-timeout>=2.3",
             "aiosmtpd>=1.4",
             "playwright>=1.40",
             "hypothesis>=6",

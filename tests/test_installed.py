@@ -168,7 +168,16 @@ def test_flask_recovery_cli_runs_on_a_minimal_host(tmp_path):
 
     listing = run("--help")
     commands = {line.split()[0] for line in listing.split("Commands:", 1)[1].splitlines() if line.strip()}
-    assert {"init-db", "send-followups", "send-notifications", "stats", "forget-client", "export-client"} <= commands
+    expected = {
+        "init-db",
+        "send-followups",
+        "send-notifications",
+        "preview-followup",
+        "stats",
+        "forget-client",
+        "export-client",
+    }
+    assert expected <= commands, listing
     # the Alembic branch ships and runs from the installed package
     run("init-db")
     with sqlite3.connect(tmp_path / "host.sqlite") as db:
