@@ -123,8 +123,8 @@ def complete(booking_id: str):
         flash(_("A cancelled booking or a no-show cannot be marked completed."), "error")
         return redirect(here, code=303)
     row.status = "completed"
-    db.session.commit()
     used = recovery.visit_completed(str(row.id))  # the flags for this visit are now used up
+    db.session.commit()  # one commit: the visit and its used-up flags together (the host owns it)
     flash(_("Visit marked completed. Thank you!"), "success")
     if used:
         flash(_("The note for this visit is done: it will not show on her next booking."), "info")
@@ -199,8 +199,9 @@ def book_post():
         location=MASTER_LOCATION.get(master.id, "center"),
     )
     db.session.add(row)
-    db.session.commit()
+    db.session.flush()  # the booking's id, for the extension
     recovery.booking_created(str(row.id))  # the desk hears of her flags at once (signal)
+    db.session.commit()  # the booking and the extension's visit row in one transaction
     service_name = service.name(str(get_locale() or "ru"))
     flash(_("Booked: %(service)s at %(time)s.", service=service_name, time=form.time.data.strftime("%H:%M")), "success")
     return redirect(url_for("salon.day", date=form.day.data.isoformat()), code=303)

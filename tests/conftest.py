@@ -144,7 +144,10 @@ def make_app(db_url: str, config: dict[str, Any] | None = None, host: Host | Non
         # The host owns its transaction (flask_recovery.unit): this test host commits what
         # was done in an app context (the tests' own calls of the rules) when it ends
         # without an error, before Flask-SQLAlchemy's teardown removes the session.
+        # Objects a test still holds keep what they had loaded (expunged, not expired).
         if error is None:
+            db.session.flush()
+            db.session.expunge_all()
             db.session.commit()
 
     recovery = Recovery()

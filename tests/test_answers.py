@@ -337,6 +337,7 @@ def test_a_hosts_global_csrf_protect_lets_one_click_through(db_url, host, csrf_f
             # the answer form is still guarded by the host's CSRFProtect
             assert client.post(answer_url(followup.id), data={"choice": "good"}).status_code == 400
         finally:
+            db.session.commit()  # the host's commit (the rules only flush)
             db.session.remove()
             recovery.drop_all()
             db.engine.dispose()

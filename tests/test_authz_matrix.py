@@ -90,7 +90,9 @@ class World:
             # center: a granted gift (Irina's spend) and a case, so lists have something to hide
             center_case = self._incident(self.booking)
             domain.grant_compensation(s, center_case, app.recovery.load_booking, self.admin, kind="gift", amount=7_000)
+            s.commit()  # the host's commit: what the cells below read from other app contexts
             self.request()
+            s.commit()  # the host's commit (the rules only flush)
             s.remove()
 
     def _id(self) -> int:
@@ -185,6 +187,7 @@ def snapshot(app) -> dict[str, Any]:
             "unsubscribes": s.scalar(sa.select(sa.func.count()).select_from(Unsubscribe)),
             "audit": s.scalar(sa.select(sa.func.count()).select_from(AuditEntry)),
         }
+        s.commit()  # the host's commit (the rules only flush)
         s.remove()
         return state
 
@@ -395,6 +398,7 @@ def test_route(app, client, host, route):
                 with app.app_context():
                     newest = app.db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
                     assert newest.actor_id == staff.id, context
+                    app.db.session.commit()  # the host's commit (the rules only flush)
                     app.db.session.remove()
         body = response.get_data(as_text=True)
         response.close()
@@ -434,6 +438,7 @@ def test_nobody_approves_their_own_request(app, client, host):
             sa.select(AuditEntry).where(AuditEntry.action == "compensation.decision_refused")
         ).all()
         assert [(r.actor_id, r.data["reason"]) for r in refusals] == [("s-manager", "own_request")] * 3
+        app.db.session.commit()  # the host's commit (the rules only flush)
         app.db.session.remove()
 
 
@@ -452,6 +457,7 @@ def conduct_world(app, host) -> tuple[str, str]:
             description="CONDUCT-NOTE-91 shouted at Olga",
             corrective_action="CONDUCT-NOTE-91 manager on duty",
         )
+        app.db.session.commit()  # the host's commit (the rules only flush)
         app.db.session.remove()
     return booking.id, "c-rude"
 

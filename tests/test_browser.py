@@ -110,6 +110,7 @@ def live_server(db_url):
         db.create_all()
         recovery.create_all()
         seed()
+        db.session.commit()  # the host's commit (the rules only flush)
         db.session.remove()
 
     live = LiveServer(url="", app=app)
@@ -132,6 +133,7 @@ def live_server(db_url):
         thread.join(timeout=10)
         got_request_exception.disconnect(_record, app)
         with app.app_context():
+            db.session.commit()  # the host's commit (the rules only flush)
             db.session.remove()
             db.drop_all()
             recovery.drop_all()

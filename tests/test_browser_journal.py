@@ -53,6 +53,7 @@ def live_journal(db_url, monkeypatch):
         app.recovery.drop_all()
         app.recovery.create_all()
         build_fixture(app, host)
+        app.db.session.commit()  # the host's commit (the rules only flush)
         app.db.session.remove()
     host.login("manager")
     errors: list[BaseException] = []
@@ -72,6 +73,7 @@ def live_journal(db_url, monkeypatch):
         thread.join(timeout=10)
         got_request_exception.disconnect(_record, app)
         with app.app_context():
+            app.db.session.commit()  # the host's commit (the rules only flush)
             app.db.session.remove()
             app.recovery.drop_all()
             app.db.engine.dispose()

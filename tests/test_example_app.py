@@ -12,6 +12,7 @@ def salon(db_url, tmp_path):
     app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "TESTING": True, "SECRET_KEY": "t", "WTF_CSRF_ENABLED": False})
     yield app
     with app.app_context():
+        db.session.commit()  # the host's commit (the rules only flush)
         db.session.remove()
         recovery.drop_all()
         db.drop_all()
@@ -188,6 +189,7 @@ def test_a_demo_database_from_an_earlier_version_still_opens(db_url, made_by):
         assert client.get("/bookings/8/checkout").status_code == 200
     finally:
         with app.app_context():
+            db.session.commit()  # the host's commit (the rules only flush)
             db.session.remove()
             recovery.drop_all()
             db.drop_all()

@@ -34,6 +34,7 @@ def salon(db_url, tmp_path, monkeypatch):
     )
     yield app
     with app.app_context():
+        db.session.commit()  # the host's commit (the rules only flush)
         db.session.remove()
         recovery.drop_all()
         db.drop_all()

@@ -24,7 +24,9 @@ def next_booking(host, booking_id="b2", days=7, **overrides):
 def record(session, host, booking, *, who="admin", **fields):
     values = dict(category="late", severity="major", description="Master started 25 minutes late.")
     values.update(fields)
-    return domain.record_incident(session, booking, host.login(who), **values)
+    incident = domain.record_incident(session, booking, host.login(who), **values)
+    session.commit()  # the host's commit: the rules only flush
+    return incident
 
 
 def actions(session):
@@ -248,6 +250,7 @@ def test_flags_for_bookings_by_id_and_by_booking(app, session, host, booking):
     later = next_booking(host, "b2")
     stranger = host.add_booking("s1", client_id="c2")
     app.recovery.booking_created("b2")  # known to the extension now, like b1 (its incident)
+    session.commit()  # the host's commit
     host.loads = 0
     with app.app_context():
         by_id = app.recovery.flags_for_bookings(["b2", "s1", "nope", "b1"])

@@ -52,6 +52,7 @@ def resolved_cases(app, host, session, n=1):
             corrective_action="A buffer between visits",
         )
         domain.resolve_incident(session, incident.id, staff)
+    session.commit()  # the host's commit: the rules only flush
 
 
 def wait_for(messages, n):

@@ -204,6 +204,7 @@ def test_desks_moving_bookings_between_clients_at_once_keep_every_row_true(app, 
     for n, booking_id in enumerate(ids):
         host.bookings[booking_id] = booking(booking_id, clients[n % 3], START + timedelta(days=n))
         app.recovery.booking_created(booking_id)
+    session.commit()  # the host's commit, before the desks start
     errors = []
     start = threading.Barrier(4)
 

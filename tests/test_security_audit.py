@@ -21,6 +21,7 @@ def case(session, host):
     booking = host.add_booking("b1")
     admin = host.STAFF["admin"]
     incident = domain.record_incident(session, booking, admin, category="late", severity="major", description="late")
+    session.commit()  # the host's commit: the rules only flush
     return booking, admin, incident
 
 

@@ -459,6 +459,7 @@ def test_figures_are_the_same_after_a_client_is_erased(salon):
     before = figures(salon)
     with salon.app_context():
         salon.recovery.forget_client("c6")
+        salon.db.session.commit()  # the host's commit
         salon.db.session.remove()
     with salon.app_context():
         session = salon.db.session
