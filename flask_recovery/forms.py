@@ -140,11 +140,14 @@ class CompensationForm(FlaskForm):
             percent = self.whole_percent()
         except InvalidInput as error:
             errors["percent"] = [field_message(error, "percent")]
-        if not errors:
+        if "kind" not in errors:  # the rule's view of what parsed (a field already wrong keeps its error)
             try:
-                value_of(kind, amount, percent, booking)
+                value_of(
+                    kind, None if "amount" in errors else amount, None if "percent" in errors else percent, booking
+                )
             except InvalidInput as error:
-                errors[error.field or "amount"] = [field_message(error, error.field or "amount")]
+                name = error.field or "amount"
+                errors.setdefault(name, [field_message(error, name)])
         _check_text(errors, "note", self.note.data, required=False)
         return errors
 

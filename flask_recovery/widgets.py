@@ -567,10 +567,14 @@ def render_badge(booking: Any) -> Markup:
     """``{{ recovery_badge(booking) }}``: the flag badge for a host's day list or calendar.
 
     ``booking`` is a ``Booking``, a booking id (the host's loader is called), or any
-    object of the host's with ``id``, ``client_id`` and a timezone-aware ``ends_at``
-    (``location`` too if staff have locations), e.g. its own row: no ``Booking`` to build.
-    Renders nothing without a logged-in staff member, for a booking outside her location,
-    or when the client has no active flag for this booking. Otherwise a link to the
+    object of the host's with ``id``, ``client_id`` and ``ends_at`` (``location`` too if
+    staff have locations), e.g. its own row: no ``Booking`` to build. A naive ``ends_at``
+    is read per ``RECOVERY_NAIVE_DATETIMES``. A row the badge cannot use (no
+    ``client_id``, ``id`` or ``ends_at``, or an ``ends_at`` that is not a datetime) gets
+    no badge and a warning naming what is missing, once per process and row type; a
+    failing loader or anything else is logged the same way: a badge never breaks the
+    host's page. Renders nothing without a logged-in staff member, for a booking outside
+    the staff member's location, or when the client has no active flag for this booking. Otherwise a link to the
     client's history whose root carries ``data-recovery-flag="vip"`` or ``"conduct"``
     (conduct wins), with the reason in ``title`` (hover) and in visually hidden text
     (screen readers) that shows on keyboard focus. The first badge of a request loads the

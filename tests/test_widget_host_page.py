@@ -205,6 +205,24 @@ def test_a_rule_refusal_after_the_form_checks_returns_too(desk, rows):
     assert rows(lambda db: db.query(Compensation).count()) == 0
 
 
+def test_every_mistake_of_the_remedy_form_at_once(desk, host, rows):
+    host.staff = Staff(id="s-admin", name="Irina", role="admin", locale="en")
+    client = desk.test_client()
+    incident_id = record_by_api(client)
+    form = form_html(client.get(CHECKOUT).text, f"/recovery/incidents/{incident_id}/compensations")
+    sent = {**fields_of(form), "kind": "gift", "amount": "-5", "percent": "ten", "note": "x" * 5000}
+    response = client.post(f"/recovery/incidents/{incident_id}/compensations", data=sent)
+    assert response.headers["Location"] == f"{CHECKOUT}#recovery-grant-{incident_id}"
+    html = client.get(CHECKOUT).text
+    errors = dict(re.findall(rf'<p class="recovery-error" id="recovery-c{incident_id}-(\w+)-error">([^<]*)</p>', html))
+    assert errors == {
+        "amount": "Enter an amount greater than zero.",
+        "percent": "percent must be a whole number between 1 and 100.",
+        "note": "This text is too long: 5000 characters, at most 4000.",
+    }
+    assert rows(lambda db: db.query(Compensation).count()) == 0
+
+
 def test_grant_returns_to_the_host_page_with_its_confirmation_in_view(desk, rows):
     client = desk.test_client()
     incident_id = record_by_api(client)
