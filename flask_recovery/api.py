@@ -18,6 +18,7 @@ from .domain import access, flags, holds
 from .domain.incidents import client_record
 from .errors import InvalidInput, NotFound, RecoveryError
 from .extension import get_recovery
+from .i18n import init_staff_locale
 from .models import utcnow
 from .openapi import openapi_document
 from .unit import commit_after_request
@@ -82,6 +83,7 @@ def create_api_blueprint() -> Blueprint:
     """
     api = Blueprint("recovery_api", __name__)
     commit_after_request(api)  # one commit per API call (flask_recovery.unit)
+    init_staff_locale(api)  # errors and messages in the staff member's language
 
     @api.errorhandler(RecoveryError)
     def _recovery_error(error: RecoveryError):

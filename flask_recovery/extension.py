@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, current_app
 from flask_babel import Babel, get_locale
 from flask_mail import Mail
 from markupsafe import Markup
 
 from . import config as cfg
+from . import i18n
 from .entities import Booking, Staff, normalize_booking
 from .errors import NotFound
 from .i18n import gettext as _
@@ -165,7 +166,7 @@ class Recovery:
         if "babel" not in app.extensions:
             Babel(
                 app,
-                locale_selector=_select_locale,
+                locale_selector=i18n.select_locale,
                 default_locale=app.config[cfg.key("DEFAULT_LOCALE")],
             )
 
@@ -187,7 +188,6 @@ class Recovery:
 
         init_answers(app, prefix)  # the client's answer and unsubscribe pages
 
-        from . import i18n
         from .widgets import render_badge, render_widget
 
         app.add_template_global(render_widget, "recovery_widget")
@@ -449,22 +449,6 @@ def _state() -> _State:
 def get_recovery() -> Recovery:
     """The :class:`Recovery` registered on the current app."""
     return _state().recovery
-
-
-def _select_locale() -> str:
-    """Default locale selector when the host has no Flask-Babel of its own."""
-    locales = list(current_app.config[cfg.key("LOCALES")])
-    if has_request_context():
-        # look before parsing: most requests carry neither (parsing costs on every page)
-        if b"lang=" in request.query_string:
-            chosen = request.args.get("lang")
-            if chosen in locales:
-                return chosen
-        if "Accept-Language" in request.headers:
-            match = request.accept_languages.best_match(locales)
-            if match:
-                return match
-    return current_app.config[cfg.key("DEFAULT_LOCALE")]
 
 
 def _template_locale() -> str:

@@ -115,11 +115,7 @@ def select_locale() -> str:
 
 def _own_selector(selector: Any) -> bool:
     """Whether ``selector`` is the extension's (the host's Babel is then no answer of its own)."""
-    if selector is select_locale:
-        return True
-    from . import extension  # not at import time: extension imports this module
-
-    return selector is getattr(extension, "_select_locale", None)
+    return selector is select_locale
 
 
 def host_locale(locales: Iterable[str] | None = None) -> str | None:

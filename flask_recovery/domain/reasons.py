@@ -24,12 +24,12 @@ from ..models import Compensation, Flag, Incident
 from ..vocabulary import category_label, severity_label
 from .badges import forget_cached_flags
 
-#: What to do for her next time, by incident category (a generic line for the others).
+#: What to do for the client next time, by incident category (a generic line for the others).
 _ATTENTION = {
-    "late": _l("Start on time; greet her by name and offer a compliment."),
-    "result": _l("Book her with the best master and check the result together before she leaves."),
+    "late": _l("Start on time; greet the client by name and offer a compliment."),
+    "result": _l("Book the client with the best master and check the result together before the client leaves."),
 }
-_ATTENTION_DEFAULT = _l("Greet her by name and offer a compliment.")
+_ATTENTION_DEFAULT = _l("Greet the client by name and offer a compliment.")
 
 
 def _money(amount: int) -> str:
@@ -62,13 +62,13 @@ def compose_reason(session: Session, incident: Incident) -> str:
     """The note for her next visit, in the current language, from the incident and remedies.
 
     ``Last visit: Late start (major): master started 25 minutes late. Given: 15% off the
-    next visit. Start on time; greet her by name and offer a compliment.`` A conduct
+    next visit. Start on time; greet the client by name and offer a compliment.`` A conduct
     incident gives a warning without the conduct note itself.
     """
     severity = severity_label(incident.severity).lower()
     if incident.conduct:
         return _(
-            "Conduct warning: abuse of staff on her last visit (%(severity)s). Ask the manager on duty to be "
+            "Conduct warning: abuse of staff on the client's last visit (%(severity)s). Ask the manager on duty to be "
             "present. No VIP treatment.",
             severity=severity,
         )
