@@ -3,9 +3,9 @@
 No staff login here: the signed token in the URL is the authorization. Opening a link
 changes nothing (mail scanners open links); the page asks for one press, a POST. The
 pages speak the client's language (the follow-up's locale) and extend
-``recovery/client_base.html`` (never the host's staff layout). A tampered link answers 400, an expired one 410, a used or
-voided one 409, each with a friendly page (``recovery/link_invalid.html``); too many
-requests from one address answer 429 (``recovery/rate_limited.html``, see
+``recovery/client_base.html`` (never the host's staff layout). A tampered link
+answers 400, an expired one 410, a used or voided one 409, each with a friendly page
+(``recovery/link_invalid.html``); too many requests from one address answer 429 (``recovery/rate_limited.html``, see
 :mod:`flask_recovery.ratelimit`).
 
 The blueprint ``recovery_answers`` is mounted at ``RECOVERY_URL_PREFIX`` beside the staff
