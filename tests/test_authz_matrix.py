@@ -503,6 +503,7 @@ CLI_TABLE: dict[str, list[str]] = {
     "send-followups": ["--dry-run"],
     "forget-client": ["c-nobody", "--yes"],
     "export-client": ["c-nobody"],
+    "preview-followup": ["--help"],
     "stats": [],
 }
 

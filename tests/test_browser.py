@@ -554,11 +554,11 @@ def test_a_manager_warns_the_next_desk_and_the_client_page_fits_a_phone(make_pag
     page.goto("/")
     sign_in(page, "marina")
     page.goto(f"/recovery/clients/1?booking={ANNA_TOMORROW}")
-    page.get_by_text("Flag her by hand", exact=True).click()
+    page.get_by_text("Flag the client by hand", exact=True).click()
     page.get_by_label("Conduct warning (manager on duty)", exact=True).check()
     page.get_by_label("Reason (a colleague reads it at the desk)", exact=True).fill("Raised her voice at Ольга")
     page.get_by_role("button", name="Set the flag", exact=True).click()
-    expect(page.get_by_role("status")).to_contain_text("Flag set for her next visit.")
+    expect(page.get_by_role("status")).to_contain_text("Flag set for the client's next visit.")
     expect(page.locator('li.recovery-flag[data-recovery-flag="conduct"]')).to_contain_text("Raised her voice")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 

@@ -148,13 +148,15 @@ def test_two_apps_with_different_config_in_one_process(tmp_path):
     assert record["booking"]["currency"] == "EUR" and len(record["incidents"]) == 1
 
 
-def test_booking_requires_timezone_aware_datetimes():
+def test_booking_times_must_be_datetimes():
+    """A naive datetime is read per RECOVERY_NAIVE_DATETIMES later (test_loaders); a time that
+    is no datetime at all is refused at once."""
     from datetime import datetime
 
     from flask_recovery import Booking
 
     with pytest.raises(ValueError, match="starts_at"):
-        Booking("b", "c", "Anna", None, datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 11), None, "Cut")
+        Booking("b", "c", "Anna", None, "2026-01-01 10:00", datetime(2026, 1, 1, 11), None, "Cut")
 
 
 def test_a_database_other_than_postgresql_or_sqlite_is_refused_at_init_app(tmp_path):

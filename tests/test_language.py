@@ -312,11 +312,6 @@ def test_no_russian_staff_text_guesses_a_gender():
     assert guessing == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until widgets.py, _widget.html, client.html, views.py and domain/reasons.py use the neutral "
-    "English listed in the issue-12 language report (their Russian is in the .po already); then drop this mark",
-)
 def test_no_staff_text_assumes_the_client_is_a_woman():
     texts = extracted_texts()
     assert len(texts) > 300
