@@ -116,11 +116,15 @@ def forget_client(client_id: str, yes: bool) -> None:
 @recovery_cli.command("export-client")
 @click.argument("client_id")
 @click.option(
-    "--output", type=click.File("w", encoding="utf-8"), default="-", help="Write to this file (default: stdout)."
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    default="-",
+    help="Write to this file, readable by its owner only (default: stdout).",
 )
-def export_client(client_id: str, output) -> None:
+def export_client(client_id: str, output: str) -> None:
     """Print everything the extension holds about a client as JSON (the right of access)."""
     import json
+    import os
 
     from .extension import get_recovery
 
@@ -128,8 +132,18 @@ def export_client(client_id: str, output) -> None:
     if not client_id or len(client_id) > 64:
         raise click.BadParameter("a client id is 1 to 64 characters", param_hint="CLIENT_ID")
     data = get_recovery().export_client(client_id)
-    json.dump(data, output, ensure_ascii=False, indent=2)
-    output.write("\n")
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    # personal data: created 0600, and an existing file is narrowed to 0600 before it is written
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror}") from error
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fd, 0o600)
+        fh.write(text)
 
 
 def _date_option(ctx: click.Context, param: click.Parameter, value: str | None):

@@ -8,6 +8,7 @@ whole set once and raises :class:`ConfigError` naming the first bad key. Structu
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -136,9 +137,13 @@ def key(name: str) -> str:
 
 
 def apply_defaults(config: dict) -> None:
-    """Set every default the host has not set (``setdefault``: host values win)."""
+    """Set every default the host has not set (``setdefault``: host values win).
+
+    Each app gets its own copy of a mutable default (the permissions, authority and matrix
+    dicts, the categories): changing one app's never changes another's or the module's.
+    """
     for name, value in DEFAULTS.items():
-        config.setdefault(key(name), value)
+        config.setdefault(key(name), copy.deepcopy(value))
 
 
 def _fail(name: str, message: str, value: Any) -> None:

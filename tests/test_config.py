@@ -184,3 +184,19 @@ def test_the_rules_that_speak_sql_dialects_refuse_an_unsupported_one_by_name(app
                 visits.sync_visits(session, lambda start, end: [], period.start, period.end)
         finally:
             del session.get_bind().dialect.name
+
+
+def test_each_app_gets_its_own_copy_of_the_mutable_defaults():
+    """Changing one app's authority, permissions or matrix changes no other app's, nor the default."""
+    from flask_recovery import config as cfg
+
+    first, second = Flask("first"), Flask("second")
+    cfg.apply_defaults(first.config)
+    cfg.apply_defaults(second.config)
+    first.config["RECOVERY_AUTHORITY"]["admin"]["per_grant"] = 1
+    first.config["RECOVERY_PERMISSIONS"]["incident.record"] = ["nobody"]
+    first.config["RECOVERY_MATRIX"].clear()
+    assert second.config["RECOVERY_AUTHORITY"]["admin"]["per_grant"] == cfg.DEFAULTS["AUTHORITY"]["admin"]["per_grant"]
+    assert cfg.DEFAULTS["AUTHORITY"]["admin"]["per_grant"] != 1
+    assert second.config["RECOVERY_PERMISSIONS"]["incident.record"] == cfg.DEFAULTS["PERMISSIONS"]["incident.record"]
+    assert second.config["RECOVERY_MATRIX"] and cfg.DEFAULTS["MATRIX"]

@@ -439,6 +439,16 @@ def test_export_gives_her_data_as_json_with_internal_notes(app, runner, tmp_path
     assert result.exit_code == 0, result.output
     from_file = json.loads(out.read_text(encoding="utf-8"))
     assert from_file["incidents"] == data["incidents"] and from_file["flags"] == data["flags"]
+    assert out.stat().st_mode & 0o777 == 0o600  # personal data: the owner's eyes only
+    existing = tmp_path / "shared.json"
+    existing.write_text("old")
+    existing.chmod(0o644)
+    assert runner.invoke(args=["recovery", "export-client", ZEN.client_id, "--output", str(existing)]).exit_code == 0
+    assert existing.stat().st_mode & 0o777 == 0o600 and json.loads(existing.read_text())["client_id"] == ZEN.client_id
+    refused = runner.invoke(
+        args=["recovery", "export-client", ZEN.client_id, "--output", str(tmp_path / "no" / "x.json")]
+    )
+    assert refused.exit_code != 0 and "cannot write" in refused.output and "Traceback" not in refused.output
 
     runner.invoke(args=["recovery", "forget-client", ZEN.client_id, "--yes"])
     printed = runner.invoke(args=["recovery", "export-client", ZEN.client_id])
