@@ -484,6 +484,10 @@ AUDIT_TRIGGERS_SQLITE = [
     "BEGIN SELECT RAISE(ABORT, 'recovery_audit_log is append-only'); END",
     "CREATE TRIGGER recovery_audit_log_no_delete BEFORE DELETE ON recovery_audit_log "
     "BEGIN SELECT RAISE(ABORT, 'recovery_audit_log is append-only'); END",
+    # REPLACE INTO with an existing id deletes without the DELETE trigger (migration 0006)
+    "CREATE TRIGGER recovery_audit_log_no_replace BEFORE INSERT ON recovery_audit_log "
+    "WHEN EXISTS (SELECT 1 FROM recovery_audit_log WHERE id = NEW.id) "
+    "BEGIN SELECT RAISE(ABORT, 'recovery_audit_log is append-only'); END",
 ]
 AUDIT_TRIGGERS_POSTGRESQL = [
     "CREATE OR REPLACE FUNCTION recovery_audit_log_refuse() RETURNS trigger AS $$ "

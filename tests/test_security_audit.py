@@ -96,3 +96,23 @@ def test_a_failed_grant_leaves_no_line_and_a_refused_one_leaves_its_refusal(app,
     refusal = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
     assert session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == lines + 1
     assert (refusal.action, refusal.data) == ("compensation.refused", {"reason": "conduct_case"})
+
+
+@pytest.mark.parametrize("verb", ["REPLACE INTO", "INSERT OR REPLACE INTO"])
+def test_sqlite_cannot_rewrite_a_line_by_replacing_it(session, case, verb):
+    """SQLite's REPLACE deletes the old line without firing a DELETE trigger; the insert guard refuses it."""
+    if session.get_bind().dialect.name != "sqlite":
+        with pytest.raises(sa.exc.DatabaseError):  # PostgreSQL has no REPLACE at all
+            session.execute(sa.text(f"{verb} recovery_audit_log (id) VALUES (1)"))
+        session.rollback()
+        return
+    entry = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)).first()
+    columns = [c.name for c in AuditEntry.__table__.columns]
+    row = session.execute(sa.select(AuditEntry.__table__).where(AuditEntry.id == entry.id)).mappings().one()
+    forged = dict(row, action="incident.forged", data="{}", at=str(row["at"]))
+    placeholders = ", ".join(f":{name}" for name in columns)
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        session.execute(sa.text(f"{verb} recovery_audit_log ({', '.join(columns)}) VALUES ({placeholders})"), forged)
+    session.rollback()
+    session.expire_all()
+    assert session.get(AuditEntry, entry.id).action == entry.action
