@@ -25,6 +25,7 @@ from werkzeug.routing import BuildError
 from . import domain
 from .config import key, permitted
 from .domain import flags, holds
+from .domain.compensations import approval_cards
 from .domain.incidents import client_record
 from .errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecoveryError
 from .extension import get_recovery
@@ -604,6 +605,7 @@ def approvals():
     return render_template(
         "recovery/approvals.html",
         requests=requests,
+        cards=approval_cards(recovery.session, requests, recovery.load_bookings),
         staff=staff,
         messages=state.messages,
         form=DecisionForm(formdata=None),
@@ -620,7 +622,14 @@ def _decide(compensation_id: str, approve: bool):
     form = DecisionForm()
     if not form.validate():
         raise _expired_form()
-    domain.decide_compensation(recovery.session, compensation_id, staff, approve=approve, note=form.note.data)
+    domain.decide_compensation(
+        recovery.session,
+        compensation_id,
+        staff,
+        approve=approve,
+        note=form.note.data,
+        booking_loader=recovery.load_booking,
+    )
     keep_state(APPROVALS_SCOPE, FormState().say(_("Request approved.") if approve else _("Request rejected.")))
     target = _target(request.form.get("next")) or url_for("recovery.approvals")
     return redirect(target, code=303)

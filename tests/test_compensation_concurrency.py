@@ -85,11 +85,11 @@ def run_together(app, calls: list[Callable[[Any], Any]]) -> list[tuple[int, dict
     return results
 
 
-def new_incident(client, host) -> int:
+def new_incident(client, host, category: str = "result") -> int:
     host.login("admin")
     response = client.post(
         f"{API}/bookings/b1/incidents",
-        json={"category": "result", "severity": "major", "description": "Colour came out orange"},
+        json={"category": category, "severity": "major", "description": "Colour came out orange"},
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
@@ -225,7 +225,7 @@ def test_two_managers_approving_the_same_requests_at_once_decide_each_once(concu
         assert sorted(status for status, _ in pair) == [200, 409], (cid, pair)
         winner = MANAGER if pair[0][0] == 200 else MANAGER_2
         loser_body = pair[1][1] if winner is MANAGER else pair[0][1]
-        assert loser_body["error"]["code"] == "conflict"
+        assert loser_body["error"]["code"] == "already_decided"
         row = next(c for c in compensations(app) if c.id == cid)
         assert row.status == "granted" and row.decided_by == winner.id and row.charged_to == winner.id
 
@@ -302,3 +302,83 @@ def test_one_manager_approving_many_requests_at_once_stays_within_her_budget(con
         ("compensation.approved", None): 6,
         ("compensation.decision_refused", "monthly_budget_exhausted"): 14,
     }
+
+
+# -- money adds up per visit -------------------------------------------------------------
+
+PRICE = 150_000  # the conftest booking's price
+
+
+@pytest.mark.parametrize(
+    ("who", "outcome"), [(MANAGER, "granted"), (ADMIN, "pending_approval")], ids=["granted", "requested"]
+)
+def test_two_desks_refunding_one_visit_in_full_at_once_one_wins(concurrent_app, client, host, booking, who, outcome):
+    """Two desks, each on its own incident of the same booking, ask for the full price back
+    at the same instant: exactly one refund exists (granted, or pending for a manager)."""
+    app = concurrent_app
+    log_in_by_header(app, host)
+    incidents = [new_incident(client, host), new_incident(client, host, category="billing")]
+    before = last_audit_id(app)
+
+    def refund(incident_id: int):
+        return lambda c: c.post(
+            f"{API}/incidents/{incident_id}/compensations",
+            json={"kind": "refund", "amount": PRICE},
+            headers={"X-Staff": who.id},
+        )
+
+    results = run_together(app, [refund(incidents[0]), refund(incidents[1])])
+
+    assert sorted(status for status, _ in results) == [201, 409], results
+    winner = next(body for status, body in results if status == 201)
+    loser = next(body for status, body in results if status == 409)
+    assert winner["status"] == outcome and winner["amount"] == PRICE
+    assert loser["error"]["code"] == "refund_exceeds_price"
+    rows = compensations(app)
+    assert [(c.kind, c.amount, c.status) for c in rows] == [("refund", PRICE, outcome)]
+    assert ledger(app) == ({MANAGER.id: (PRICE, 1)} if outcome == "granted" else {})
+    actions = Counter(
+        (e.action, (e.data or {}).get("reason"))
+        for e in audit_since(app, before)
+        if e.action.startswith("compensation")
+    )
+    done = "compensation.granted" if outcome == "granted" else "compensation.requested"
+    reason = None if outcome == "granted" else "above_authority"
+    assert actions == {(done, reason): 1, ("compensation.refused", "refund_exceeds_price"): 1}
+
+
+def test_twelve_partial_refunds_at_once_stop_at_the_price(concurrent_app, client, host, booking):
+    """Twelve desks refund 40000 each on a 150000 visit at the same instant: three fit."""
+    app = concurrent_app
+    log_in_by_header(app, host)
+    incidents = [new_incident(client, host), new_incident(client, host, category="billing")]
+
+    def refund(k: int):
+        return lambda c: c.post(
+            f"{API}/incidents/{incidents[k % 2]}/compensations",
+            json={"kind": "refund", "amount": 40_000},
+            headers={"X-Staff": MANAGER.id},
+        )
+
+    results = run_together(app, [refund(k) for k in range(12)])
+
+    assert Counter(status for status, _ in results) == {201: 3, 409: 9}, results
+    assert {body["error"]["code"] for status, body in results if status == 409} == {"refund_exceeds_price"}
+    assert sum(c.amount for c in compensations(app)) == 120_000 <= PRICE
+
+
+def test_two_desks_giving_one_visit_a_redo_at_once_one_wins(concurrent_app, client, host, booking):
+    app = concurrent_app
+    log_in_by_header(app, host)
+    incidents = [new_incident(client, host), new_incident(client, host, category="late")]
+
+    def redo(incident_id: int):
+        return lambda c: c.post(
+            f"{API}/incidents/{incident_id}/compensations", json={"kind": "redo"}, headers={"X-Staff": MANAGER.id}
+        )
+
+    results = run_together(app, [redo(incidents[0]), redo(incidents[1])])
+
+    assert sorted(status for status, _ in results) == [201, 409], results
+    assert next(body for status, body in results if status == 409)["error"]["code"] == "redo_already_given"
+    assert [c.kind for c in compensations(app)] == ["redo"]

@@ -196,7 +196,36 @@ def _note(note: Any) -> str | None | bool:
         return None
     if not isinstance(note, str) or "\x00" in note:
         return False
-    return note
+    return note.strip()
+
+
+def _sent(value: Any) -> Any:
+    return None if value in (None, "") else value
+
+
+def _fingerprint(booking_id: str, remedy: tuple, note: Any) -> tuple:
+    """What a repeated idempotency key must match: the incident, kind, amount and percent as
+    sent, the cleaned note (``bool`` stands apart from ``int``: ``True`` is not ``1``)."""
+    kind, amount, percent = remedy
+
+    def typed(value: Any) -> Any:
+        value = _sent(value)
+        return (type(value).__name__, value) if value is not None else None
+
+    return booking_id, kind if isinstance(kind, str) else repr(kind), typed(amount), typed(percent), _note(note)
+
+
+def _visit_refused(
+    model: dict, booking_id: str, kind: str, value: int, counted=("granted", "pending_approval")
+) -> bool:
+    """Money adds up per visit: refunds within the price, one redo."""
+    price = CASES[booking_id][0]
+    same = [c for c in model["comps"].values() if c["booking_id"] == booking_id and c["status"] in counted]
+    if kind == "redo":
+        return any(c["kind"] == "redo" for c in same)
+    if kind == "refund" and price is not None:
+        return sum(c["amount"] for c in same if c["kind"] == "refund") + value > price
+    return False
 
 
 def predict_grant(model: dict, who: str, booking_id: str, remedy: tuple, note: Any, key: Any, extra: bool):
@@ -215,7 +244,8 @@ def predict_grant(model: dict, who: str, booking_id: str, remedy: tuple, note: A
             return 422, None, None
         earlier = model["keys"].get((staff.id, key))
         if earlier is not None:
-            return 200, model["comps"][earlier]["status"], None
+            same = model["comps"][earlier]["fingerprint"] == _fingerprint(booking_id, remedy, note)
+            return (200, model["comps"][earlier]["status"], None) if same else (409, None, None)
     price, conduct, closed = CASES[booking_id]
     if conduct or closed:
         return 409, None, None
@@ -223,10 +253,10 @@ def predict_grant(model: dict, who: str, booking_id: str, remedy: tuple, note: A
     clean = _note(note)
     if value is None or clean is False:
         return 422, None, None
+    if _visit_refused(model, booking_id, remedy[0], value):
+        return 409, None, None
     alone = _covers(staff.role, remedy[0], value)
     granted = alone and _fits(model, staff.id, value)
-    if not granted and not clean:
-        return 422, None, None
     return 201, "granted" if granted else "pending_approval", value
 
 
@@ -246,6 +276,9 @@ def predict_decide(model: dict, who: str, compensation_id: Any, approve: bool, n
     if not _covers(staff.role, comp["kind"], comp["amount"]):
         return 403
     if comp["status"] != "pending_approval":
+        return 409
+    others = {"comps": {cid: c for cid, c in model["comps"].items() if c is not comp}}
+    if approve and _visit_refused(others, comp["booking_id"], comp["kind"], comp["amount"], counted=("granted",)):
         return 409
     if approve and not _fits(model, staff.id, comp["amount"]):
         return 409
@@ -397,6 +430,8 @@ def test_any_sequence_of_grants_and_decisions_keeps_authority_and_budgets(app, c
                 "kind": kind,
                 "amount": value,
                 "requested_by": staff.id,
+                "booking_id": booking_id,
+                "fingerprint": _fingerprint(booking_id, (kind, amount, percent), note),
             }
             if key is not None:
                 model["keys"][(staff.id, key)] = body_out["id"]
@@ -443,8 +478,9 @@ def test_the_property_sees_every_outcome(app, client, host):
     assert (first.status_code, first.get_json()["status"]) == (201, "granted")
     assert grant("a1", kind="gift", amount=5_000, idempotency_key="k1").status_code == 200
     assert grant("a1", kind="gift", amount=3_000).get_json()["status"] == "granted"  # 8000 of 8000
-    over = grant("a1", kind="gift", amount=1)  # 8001 > 8000 this month
-    assert over.status_code == 422 and over.get_json()["error"]["field"] == "note"
+    over = grant("a1", kind="gift", amount=1)  # 8001 > 8000 this month: a request, no note needed
+    assert (over.status_code, over.get_json()["status"]) == (201, "pending_approval")
+    assert grant("a1", kind="gift", amount=3_000, idempotency_key="k1").status_code == 409  # the key, another body
     request = grant("a1", kind="gift", amount=1, note="Budget used up")
     assert (request.status_code, request.get_json()["status"]) == (201, "pending_approval")
     senior = grant("senior", kind="gift", amount=1, note="I may grant nothing alone")
@@ -454,6 +490,9 @@ def test_the_property_sees_every_outcome(app, client, host):
     assert decide("m1", senior.get_json()["id"], "reject").status_code == 409
     refund = grant("m1", kind="refund", amount=8_000, note="Within my limits")
     assert refund.get_json()["status"] == "granted"
+    assert grant("m1", kind="refund", amount=1).status_code == 409  # the visit's price is refunded
+    assert grant("director", kind="redo").status_code == 201
+    assert grant("director", kind="redo").status_code == 409  # one redo per visit
     big = grant("m1", kind="gift", amount=30_000, note="Above my per-grant limit")
     assert big.get_json()["status"] == "pending_approval"
     assert decide("m1", big.get_json()["id"], "approve").status_code == 403  # her own

@@ -120,8 +120,6 @@ def test_state_conflicts(client, host, booking, session):
 def test_above_authority_becomes_a_request_a_manager_approves(client, host, booking, session, signal_log):
     incident_id = new_incident(client, host)
     host.login("admin")
-    no_reason = grant(client, incident_id, kind="refund", amount=100000)
-    assert no_reason.status_code == 422 and error_of(no_reason)["field"] == "note"
     requested = grant(client, incident_id, kind="refund", amount=100000, note="Client paid twice")
     assert requested.status_code == 201 and requested.get_json()["status"] == "pending_approval"
     request_id = requested.get_json()["id"]
@@ -156,7 +154,9 @@ def test_reject_and_nobody_decides_their_own(client, host, booking, session):
     request_id = grant(client, incident_id, kind="refund", amount=1000, note="refund").get_json()["id"]
     host.staff = host.STAFF["manager"].__class__(id="s-admin", name="Irina", role="manager")
     refused = client.post(f"{API}/compensations/{request_id}/approve", json={})
-    assert refused.status_code == 403 and "own request" in error_of(refused)["message"]
+    assert (
+        refused.status_code == 403 and error_of(refused)["message"] == "Nobody approves or rejects their own request."
+    )
     host.login("manager")
     rejected = client.post(f"{API}/compensations/{request_id}/reject", json={"note": "Offer a redo instead"})
     assert rejected.get_json()["status"] == "rejected"
@@ -177,8 +177,10 @@ def test_monthly_budget_and_approver_authority(client, host, booking, session):
     host.login("admin")
     for _ in range(2):
         assert grant(client, incident_id, kind="gift", amount=100000).get_json()["status"] == "granted"
-    exhausted = grant(client, incident_id, kind="gift", amount=60000)
-    assert exhausted.status_code == 422 and "used up" in error_of(exhausted)["message"]
+    exhausted = grant(client, incident_id, kind="gift", amount=60000)  # no note: still a request
+    assert exhausted.status_code == 201 and exhausted.get_json()["status"] == "pending_approval"
+    requested = session.query(AuditEntry).filter_by(action="compensation.requested").one()
+    assert requested.data["reason"] == "monthly_budget_exhausted"
     assert grant(client, incident_id, kind="gift", amount=50000).get_json()["status"] == "granted"
     pending = grant(client, incident_id, kind="gift", amount=60000, note="loyal client")
     assert pending.get_json()["status"] == "pending_approval"
@@ -186,7 +188,10 @@ def test_monthly_budget_and_approver_authority(client, host, booking, session):
     assert session.get(BudgetUsage, ("s-admin", domain.month_of(datetime.now(UTC)))).spent == 250000
     host.login("manager")
     beyond = client.post(f"{API}/compensations/{big}/approve", json={})
-    assert beyond.status_code == 403 and "above what your role may approve" in error_of(beyond)["message"]
+    assert (
+        beyond.status_code == 403
+        and error_of(beyond)["message"] == "This is above what your role may approve or reject."
+    )
     assert client.post(f"{API}/compensations/{pending.get_json()['id']}/approve", json={}).status_code == 200
 
 
@@ -194,7 +199,7 @@ def test_monthly_budget_and_approver_authority(client, host, booking, session):
 def test_roles_absent_from_authority_grant_nothing_alone(client, host, booking):
     incident_id = new_incident(client, host)
     host.login("receptionist")
-    assert grant(client, incident_id, kind="gift", amount=100).status_code == 422
+    assert grant(client, incident_id, kind="gift", amount=100).get_json()["status"] == "pending_approval"
     assert grant(client, incident_id, kind="gift", amount=100, note="asks").get_json()["status"] == "pending_approval"
     host.login("admin")
     assert grant(client, incident_id, kind="refund", amount=100, note="r").get_json()["status"] == "pending_approval"
@@ -284,3 +289,64 @@ def test_month_spend_against_the_plan(client, host, booking):
     assert client.get(f"{API}/budget?month=1999-01").get_json()["total"] == 0
     page = client.get("/recovery/budget")
     assert page.status_code == 200 and "Irina" in page.text and "<progress" in page.text
+
+
+def test_a_request_above_authority_needs_no_note(client, host, booking, session):
+    """The contract: ``note`` stays optional; the incident tells the manager what happened."""
+    incident_id = new_incident(client, host)
+    host.login("admin")
+    response = grant(client, incident_id, kind="refund", amount=100000)
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "pending_approval" and body["note"] is None
+    assert session.query(Notification).filter_by(kind="approval_requested").count() == 1
+    assert session.query(BudgetUsage).count() == 0
+
+
+def test_idempotency_key_is_bound_to_the_request_and_the_incident(client, host, booking, session):
+    incident_id = new_incident(client, host)
+    other_incident = new_incident(client, host, category="late", description="Started 20 minutes late")
+    host.login("admin")
+    body = {"kind": "discount", "amount": 5000, "note": "Sorry", "idempotency_key": "click-9"}
+    first = grant(client, incident_id, **body)
+    assert first.status_code == 201
+    same = grant(client, incident_id, **body)
+    assert same.status_code == 200 and same.get_json()["id"] == first.get_json()["id"]
+    assert same.get_json()["voucher_code"] == first.get_json()["voucher_code"]
+    assert grant(client, incident_id, **{**body, "note": "  Sorry  "}).status_code == 200  # the note as stored
+
+    for changed in (
+        {"amount": 6000},
+        {"kind": "gift"},
+        {"note": "Another reason"},
+        {"note": None},
+        {"kind": "percent_discount", "amount": None, "percent": 10},
+    ):
+        reused = grant(client, incident_id, **{**body, **changed})
+        assert reused.status_code == 409, (changed, reused.get_json())
+        assert error_of(reused)["code"] == "idempotency_key_reused" and error_of(reused)["field"] == "idempotency_key"
+    elsewhere = grant(client, other_incident, **body)
+    assert elsewhere.status_code == 409 and error_of(elsewhere)["code"] == "idempotency_key_reused"
+
+    assert session.query(Compensation).count() == 1
+    assert session.query(BudgetUsage).one().spent == 5000
+    refusals = session.query(AuditEntry).filter_by(action="compensation.refused").all()
+    assert [r.data["reason"] for r in refusals] == ["idempotency_key_reused"] * 6
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [({"kind": "redo"}, 150000), ({"kind": "percent_discount", "percent": 20}, 30000)],
+    ids=["redo", "percent_discount"],
+)
+def test_idempotency_key_repeats_remedies_valued_from_the_price(client, host, booking, session, body, value):
+    """Their amount is the booking's price (or a share of it), never sent: a repeat sends none."""
+    incident_id = new_incident(client, host)
+    host.login("admin")
+    first = grant(client, incident_id, **body, idempotency_key="k-price")
+    again = grant(client, incident_id, **body, idempotency_key="k-price")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["id"] == first.get_json()["id"] and again.get_json()["amount"] == value
+    with_amount = grant(client, incident_id, **body, amount=value, idempotency_key="k-price")
+    assert with_amount.status_code == 409 and error_of(with_amount)["code"] == "idempotency_key_reused"
+    assert session.query(Compensation).count() == 1

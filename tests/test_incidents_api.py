@@ -83,7 +83,8 @@ def test_resolve_then_reopen_then_resolve(client, host, booking):
 
     again = client.post(f"{API}/incidents/{incident_id}/resolve", json={})
     assert again.status_code == 409
-    assert error_of(again)["code"] == "conflict"
+    assert error_of(again)["code"] == "invalid_transition"
+    assert error_of(again)["message"] == "Someone has just changed this case: it is now Resolved."
 
     reopened = client.post(f"{API}/incidents/{incident_id}/reopen", json={})
     assert reopened.status_code == 200 and reopened.get_json()["status"] == "reopened"
@@ -173,34 +174,47 @@ def test_other_location_sees_nothing(client, host, booking):
 
 
 BAD_BODIES = [
-    ({"category": "weather"}, "category"),
-    ({"category": ""}, "category"),
-    ({"category": None}, "category"),
-    ({"category": ["late"]}, "category"),
-    ({"severity": "apocalyptic"}, "severity"),
-    ({"severity": None}, "severity"),
-    ({"description": ""}, "description"),
-    ({"description": "   "}, "description"),
-    ({"description": 42}, "description"),
-    ({"description": "a\x00b"}, "description"),
-    ({"description": "x" * 4001}, "description"),
-    ({"description": "x" * 1_000_000}, "description"),
-    ({"corrective_action": {"a": 1}}, "corrective_action"),
-    ({"conduct": "yes"}, "conduct"),
-    ({"surprise": 1}, "surprise"),
+    ({"category": "weather"}, "category", "invalid_choice"),
+    ({"category": ""}, "category", "required"),
+    ({"category": None}, "category", "required"),
+    ({"category": ["late"]}, "category", "invalid_choice"),
+    ({"severity": "apocalyptic"}, "severity", "invalid_choice"),
+    ({"severity": None}, "severity", "required"),
+    ({"description": ""}, "description", "required"),
+    ({"description": "   "}, "description", "required"),
+    ({"description": 42}, "description", "not_text"),
+    ({"description": "a\x00b"}, "description", "control_characters"),
+    ({"description": "x" * 4001}, "description", "too_long"),
+    ({"description": "x" * 1_000_000}, "description", "too_long"),
+    ({"corrective_action": {"a": 1}}, "corrective_action", "not_text"),
+    ({"conduct": "yes"}, "conduct", "not_boolean"),
+    ({"surprise": 1}, "surprise", "invalid"),
 ]
 
 
-@pytest.mark.parametrize(("change", "field"), BAD_BODIES, ids=[f for _, f in BAD_BODIES])
-def test_bad_input_gets_422_naming_the_field_and_changes_nothing(client, host, booking, session, change, field):
+@pytest.mark.parametrize(("change", "field", "code"), BAD_BODIES, ids=[f for _, f, _ in BAD_BODIES])
+def test_bad_input_gets_422_naming_the_field_and_changes_nothing(client, host, booking, session, change, field, code):
     host.login("admin")
     response = record(client, **change)
     assert response.status_code == 422
     error = error_of(response)
-    assert error["field"] == field
-    assert field in error["message"]
+    assert (error["field"], error["code"]) == (field, code)
     assert session.query(Incident).count() == 0
     assert session.query(AuditEntry).count() == 0
+
+
+def test_a_refusal_says_what_to_do_not_which_identifier(client, host, booking):
+    """The message is for a person (the field's name is in ``field`` for the program)."""
+    host.login("admin")
+    expected = [
+        ({"category": None}, "Choose what went wrong."),
+        ({"category": "weather"}, "Choose one of the situations in the list."),
+        ({"severity": None}, "Choose how serious it was."),
+        ({"description": ""}, "Describe what happened."),
+        ({"description": "x" * 4001}, "This text is too long: 4001 characters, at most 4000."),
+        ({"corrective_action": 7}, "Write this as text."),
+    ]
+    assert [error_of(record(client, **change))["message"] for change, _ in expected] == [m for _, m in expected]
 
 
 def test_body_must_be_a_json_object(client, host, booking):

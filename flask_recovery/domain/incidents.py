@@ -15,8 +15,11 @@ from sqlalchemy.orm import Session
 from .. import signals
 from ..config import CONDUCT_CATEGORY, SEVERITIES, category_keys, key, permitted
 from ..entities import Booking, Staff
-from ..errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound
+from ..errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound, not_a_choice
+from ..errors import required as _required
+from ..i18n import gettext as _
 from ..models import BookingHold, Compensation, Flag, FollowUp, Incident, Visit, iso, utcnow
+from ..vocabulary import category_label, status_label
 from . import flags
 from .access import client_in_scope
 from .audit import audit, history_for_booking
@@ -32,7 +35,7 @@ CLOSABLE = ("resolved",)
 def require_staff(staff: Staff | None) -> Staff:
     """Return ``staff`` if someone is logged in; raise 401 otherwise."""
     if staff is None:
-        raise NotAuthenticated("Log in as a staff member first.")
+        raise NotAuthenticated(_("Log in as a staff member first."))
     return staff
 
 
@@ -40,33 +43,41 @@ def require_permission(staff: Staff | None, action: str) -> Staff:
     """Return ``staff`` if logged in and allowed ``action``; raise 401/403 otherwise."""
     require_staff(staff)
     if not permitted(current_app.config, action, staff.role):
-        raise NotAllowed(f"The role {staff.role!r} may not do {action!r}.")
+        raise NotAllowed(_("Your role may not do this."))
     return staff
 
 
 def clean_text(value: Any, field: str, *, required: bool) -> str | None:
-    """Validate one free-text field: a string, no NUL bytes, within ``MAX_TEXT_LENGTH``."""
+    """Validate one free-text field: a string, no NUL bytes, within ``MAX_TEXT_LENGTH``.
+
+    Refusals (422, naming ``field``): ``required``, ``not_text``, ``control_characters``,
+    ``too_long``.
+    """
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise InvalidInput(f"{field} is required.", field=field)
+            raise _required(field)
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string.", field=field)
+        raise InvalidInput(_("Write this as text."), field=field, code="not_text")
     if "\x00" in value:
-        raise InvalidInput(f"{field} must not contain NUL characters.", field=field)
+        raise InvalidInput(_("Remove the invisible control characters."), field=field, code="control_characters")
     value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
     limit = current_app.config[key("MAX_TEXT_LENGTH")]
     if len(value) > limit:
-        raise InvalidInput(f"{field} is too long ({len(value)} characters; at most {limit}).", field=field)
+        raise InvalidInput(
+            _("This text is too long: %(count)s characters, at most %(limit)s.", count=len(value), limit=limit),
+            field=field,
+            code="too_long",
+        )
     return value
 
 
 def _check_choice(value: Any, field: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if value is None or value == "":
-        raise InvalidInput(f"{field} is required; one of {choices}.", field=field)
+        raise _required(field)
     if not isinstance(value, str) or value not in choices:
-        raise InvalidInput(f"{field} must be one of {choices}.", field=field)
+        raise not_a_choice(field)
     return value
 
 
@@ -91,16 +102,20 @@ def record_incident(
     """
     require_permission(staff, "incident.record")
     if not staff.can_see(booking):
-        raise NotFound("No such booking.")
+        raise NotFound(_("No such booking."))
     if not isinstance(conduct, bool):
-        raise InvalidInput("conduct must be true or false.", field="conduct")
+        raise InvalidInput(_("Say whether this is client conduct: true or false."), field="conduct", code="not_boolean")
     if conduct and category in (None, ""):
         category = CONDUCT_CATEGORY
     category = _check_choice(category, "category", category_keys(current_app.config))
     if conduct and category != CONDUCT_CATEGORY:
         raise InvalidInput(
-            f"conduct: true records client abuse of staff; its category is {CONDUCT_CATEGORY!r}.",
+            _(
+                "Abuse of staff by the client is recorded under “%(category)s”; choose that category.",
+                category=category_label(CONDUCT_CATEGORY),
+            ),
             field="category",
+            code="conduct_category",
         )
     conduct = category == CONDUCT_CATEGORY
     severity = _check_choice(severity, "severity", SEVERITIES)
@@ -149,10 +164,10 @@ def record_incident(
 def get_incident(session: Session, incident_id: Any, staff: Staff | None) -> Incident:
     """The incident with ``incident_id`` if ``staff`` may see it; 401/404 otherwise."""
     require_staff(staff)
-    return get_scoped(session, Incident, incident_id, staff, "No such incident.")
+    return get_scoped(session, Incident, incident_id, staff, _("No such incident."))
 
 
-def get_scoped(session: Session, model: type, raw_id: Any, staff: Staff, missing: str):
+def get_scoped(session: Session, model: type, raw_id: Any, staff: Staff, missing: Any):
     """The row of ``model`` with id ``raw_id`` if ``staff``'s location may see it, else 404.
 
     Ids come from URLs: anything that is not a positive 32-bit integer is simply unknown.
@@ -170,7 +185,7 @@ def get_scoped(session: Session, model: type, raw_id: Any, staff: Staff, missing
 def parse_month(value: Any) -> str:
     """A ``YYYY-MM`` month from a query string, or :class:`InvalidInput` naming ``month``."""
     if not isinstance(value, str) or not re.fullmatch(r"(19|20|21)\d\d-(0[1-9]|1[0-2])", value):
-        raise InvalidInput("month must look like 2026-11.", field="month")
+        raise InvalidInput(_("Give the month as year and month, like 2026-11."), field="month", code="invalid_month")
     return value
 
 
@@ -199,7 +214,10 @@ def _transition(
     )
     if result.rowcount != 1:  # nothing written: another desk moved it first
         current = session.scalar(select(Incident.status).where(Incident.id == incident.id))
-        raise Conflict(f"The incident is {current}; it cannot be {action} now.")
+        raise Conflict(
+            _("Someone has just changed this case: it is now %(status)s.", status=status_label(current)),
+            code="invalid_transition",
+        )
     audit(
         session,
         f"incident.{action}",
@@ -301,7 +319,7 @@ def booking_record(session: Session, booking: Booking, staff: Staff | None) -> d
     """Everything the extension knows about ``booking``, as the staff member may see it."""
     require_staff(staff)
     if not staff.can_see(booking):
-        raise NotFound("No such booking.")
+        raise NotFound(_("No such booking."))
     from .compensations import compensations_for_booking
 
     incidents = incidents_for_booking(session, booking.id)
