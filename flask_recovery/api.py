@@ -7,6 +7,7 @@ form cannot send that, so cookie-authenticated hosts need no CSRF token here. Er
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -31,11 +32,29 @@ class UnsupportedMediaType(RecoveryError):
     code = "unsupported_media_type"
 
 
+#: C0 controls (NUL included) and DEL: never part of an id, a key or a name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _allowed_methods() -> list[str]:
+    """The methods of the API's real routes for this URL (``GET``, ``POST``), not the catch-all's."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in ("GET", "POST"):
+        try:
+            endpoint, _ = adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        if endpoint != "recovery_api.not_found":
+            allowed.append(method)
+    return allowed
+
+
 def _json_body(allow_empty: bool = False) -> dict[str, Any]:
+    if allow_empty and not request.get_data(cache=True):
+        return {}  # a documented optional body may be left out, Content-Type and all
     if not request.is_json:
         raise UnsupportedMediaType("Send the request body as JSON (Content-Type: application/json).")
-    if allow_empty and not request.get_data(cache=True):
-        return {}
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # "[[[[..." nested deeper than the JSON decoder goes
@@ -93,6 +112,27 @@ def create_api_blueprint() -> Blueprint:
     def _http_error(error: HTTPException):
         code = (error.name or "error").lower().replace(" ", "_")
         return jsonify({"error": {"code": code, "message": error.description}}), error.code
+
+    @api.url_value_preprocessor
+    def _refuse_control_characters(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        for name, value in (values or {}).items():
+            if isinstance(value, str) and _CONTROL.search(value):
+                raise InvalidInput(f"{name} must not contain control characters.", field=name)
+
+    @api.before_request
+    def _options():
+        """``OPTIONS`` tells the methods the URL really has (the catch-all below matches every
+        path with every method, so Werkzeug's automatic answer would advertise them all)."""
+        if request.method != "OPTIONS":
+            return None
+        allowed = _allowed_methods()
+        if not allowed:
+            return jsonify({"error": {"code": "not_found", "message": "No such API endpoint."}}), 404
+        response = current_app.response_class(status=204)
+        response.headers["Allow"] = ", ".join(
+            [*allowed, "HEAD", "OPTIONS"] if "GET" in allowed else [*allowed, "OPTIONS"]
+        )
+        return response
 
     @api.get("/openapi.json")
     def openapi():
@@ -156,6 +196,8 @@ def create_api_blueprint() -> Blueprint:
         body = _json_body()
         _allowed_fields(body, {"kind", "amount", "percent", "note", "idempotency_key"})
         key = body.get("idempotency_key", request.headers.get("Idempotency-Key"))
+        if isinstance(key, str) and _CONTROL.search(key):
+            raise InvalidInput("idempotency_key must not contain control characters.", field="idempotency_key")
         compensation, created = domain.grant_compensation(
             recovery.session,
             incident_id,
@@ -320,15 +362,7 @@ def create_api_blueprint() -> Blueprint:
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_found(unknown: str):
         """Unknown API paths (and known paths with a wrong method) answer in JSON too."""
-        adapter = current_app.url_map.bind_to_environ(request.environ)
-        allowed = []
-        for method in ("GET", "POST"):
-            try:
-                endpoint, _ = adapter.match(request.path, method=method)
-            except HTTPException:
-                continue
-            if endpoint != request.endpoint:
-                allowed.append(method)
+        allowed = _allowed_methods()
         if allowed:
             response = jsonify(
                 {"error": {"code": "method_not_allowed", "message": f"Use {' or '.join(allowed)} for this URL."}}

@@ -67,6 +67,8 @@ def openapi_document() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": ["severity", "description"],
+        # a category, unless conduct: true says it (client_conduct)
+        "anyOf": [{"required": ["category"]}, {"required": ["conduct"], "properties": {"conduct": {"const": True}}}],
         "properties": {
             "category": {"type": "string", "enum": category_keys(current_app.config)},
             "severity": {"type": "string", "enum": list(SEVERITIES)},
@@ -363,7 +365,7 @@ def openapi_document() -> dict[str, Any]:
             }
         }
 
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "flask-recovery API", "version": "1"},
         "servers": [{"url": base}],
@@ -548,3 +550,9 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    # an id in the path with a control character (NUL...) is a 422 naming it (api.py)
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                operation["responses"].setdefault("422", _error_responses(422)["422"])
+    return document
