@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .config import key
+from .domain.compensations import approval_card
 from .extension import get_recovery
 from .i18n import gettext as _
 from .models import Compensation, Notification, utcnow
@@ -80,6 +81,8 @@ def _approval_message(session: Session, row: Notification) -> Message | None:
             "kind": kind_label(compensation.kind),
             "amount": format_money(compensation.amount),
             "link": link,
+            # the visit's price, what was already given, the client and what happened
+            "card": approval_card(session, compensation, get_recovery().load_bookings),
         }
         subject = _("Approval needed: %(kind)s, %(amount)s", kind=context["kind"], amount=context["amount"])
         message = Message(
