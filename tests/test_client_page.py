@@ -117,7 +117,7 @@ def test_conduct_notes_only_for_roles_with_conduct_view(app, client, host, booki
     assert str(flags.CONDUCT_NOTICE) in html
     host.login("manager")
     html = client.get(PAGE).text
-    assert "Called Olga names" in html and "Conduct warning: abuse of staff on her last visit" in html
+    assert "Called Olga names" in html and "Conduct warning: abuse of staff on the client" in html
 
 
 def test_branch_staff_see_their_branch_only(app, client, host, booking):

@@ -46,7 +46,7 @@ def test_an_incident_flags_the_client_vip_with_a_reason_a_colleague_understands(
     assert flag.expires_at == flag.created_at + timedelta(days=90)
     assert flag.reason == (
         "Last visit: Late start (major): Master started 25 minutes late. "
-        "Start on time; greet her by name and offer a compliment."
+        "Start on time; greet the client by name and offer a compliment."
     )
     # the booking became a visit the extension knows (ids and times only)
     visit = session.get(Visit, "b1")
@@ -183,7 +183,7 @@ def test_conduct_flags_a_warning_never_a_vip_and_wins_on_display(app, session, h
     assert kinds == ["conduct", "vip"]
     conduct = session.query(Flag).filter_by(type="conduct").one()
     assert "Shouted" not in conduct.reason  # the note itself stays on the incident
-    assert conduct.reason.startswith("Conduct warning: abuse of staff on her last visit (critical).")
+    assert conduct.reason.startswith("Conduct warning: abuse of staff on the client's last visit (critical).")
     later = next_booking(host)
     assert flags.display_type(flags.flags_for_booking(session, later)) == "conduct"
     # a master reads the warning, not a manager's note
