@@ -62,7 +62,7 @@ def worker(db_url, redis_url, sink, tmp_path):
     log = tmp_path / "worker.log"
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.environ.get("PYTHONPATH") or str(ROOT),  # the wheel under CI
         RECOVERY_DISPATCH_DB=db_url,
         RECOVERY_DISPATCH_SMTP_PORT=str(sink.port),
         RECOVERY_DISPATCH_BROKER=redis_url,
@@ -72,7 +72,7 @@ def worker(db_url, redis_url, sink, tmp_path):
     command += ["--pool=prefork", "--concurrency=2", "-Q", queue, "-n", f"{queue}@%h", "-l", "info"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     process.queue = queue
     process.log = log
     deadline = time.monotonic() + 60

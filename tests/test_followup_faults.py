@@ -104,7 +104,8 @@ def env_for(db_url: str, port: int) -> dict[str, str]:
     env.update(
         RECOVERY_DISPATCH_DB=db_url,
         RECOVERY_DISPATCH_SMTP_PORT=str(port),
-        PYTHONPATH=str(ROOT),
+        # the wheel under CI (.ci/test sets PYTHONPATH to the tests only), the checkout otherwise
+        PYTHONPATH=os.environ.get("PYTHONPATH") or str(ROOT),
         FLASK_APP="tests.dispatcher_app:create_app",
     )
     return env
@@ -116,7 +117,7 @@ def start(processes, db_url, port, tmp_path, *args) -> subprocess.Popen:
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.dispatcher_app", *args],
-            cwd=ROOT,
+            cwd=tmp_path,  # not the checkout: Flask's CLI puts the working directory on sys.path
             env=env_for(db_url, port),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -243,7 +244,7 @@ def test_a_dispatcher_killed_while_the_server_holds_its_answer(app, session, db_
 # -- two overlapping cron runs -----------------------------------------------------------------
 
 
-def test_two_overlapping_cron_runs_send_once_and_record_every_failure(app, session, db_url, sink):
+def test_two_overlapping_cron_runs_send_once_and_record_every_failure(app, session, db_url, sink, tmp_path):
     """``flask recovery send-followups`` twice at once against a server that takes 20 ms per
     message, refuses some mailboxes (550) and greylists others (451 once)."""
     sink.delay = 0.02
@@ -257,7 +258,7 @@ def test_two_overlapping_cron_runs_send_once_and_record_every_failure(app, sessi
     command = [sys.executable, "-m", "flask", "recovery", "send-followups"]
     env = env_for(db_url, sink.port)
     runs = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=120) for run in runs]
