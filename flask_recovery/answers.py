@@ -72,7 +72,10 @@ def _link_problem(error: InvalidLink, followup: FollowUp | None = None):
 
 def _followup(purpose: str, token: str, *, answering: bool) -> FollowUp:
     session = get_recovery().session
-    return feedback.followup_for_link(session, read_token(purpose, token), answering=answering)
+    unsubscribing = purpose == "unsubscribe"  # used up once she is unsubscribed
+    return feedback.followup_for_link(
+        session, read_token(purpose, token), answering=answering, unsubscribing=unsubscribing
+    )
 
 
 def create_answers_blueprint() -> Blueprint:

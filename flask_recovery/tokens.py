@@ -57,6 +57,12 @@ class AlreadyAnswered(UsedLink):
     code = "already_answered"
 
 
+class AlreadyUnsubscribed(UsedLink):
+    """The unsubscribe link is genuine, but the client is unsubscribed already: used up (409)."""
+
+    code = "already_unsubscribed"
+
+
 def serializer(purpose: str) -> URLSafeTimedSerializer:
     """The serializer for ``purpose`` (``"answer"`` or ``"unsubscribe"``) on the current app."""
     try:

@@ -294,8 +294,11 @@ def test_one_click_unsubscribe_needs_no_csrf_token(client, session, host):
     response = client.post(unsubscribe_url(followup.id), data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200 and "You are unsubscribed" in response.text
     _assert_unsubscribed(session, followup, later, other_client)
+    # the link is used up: a second press (or a mail client's second one-click) gets a friendly 409
     again = client.post(unsubscribe_url(followup.id), data={"List-Unsubscribe": "One-Click"})
-    assert again.status_code == 200
+    assert again.status_code == 409 and "You are already unsubscribed" in again.text
+    page = client.get(unsubscribe_url(followup.id))
+    assert page.status_code == 409 and "We will not send you these mails again" in page.text
     _assert_unsubscribed(session, followup, later, other_client)
 
 

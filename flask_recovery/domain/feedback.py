@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from .. import signals
 from ..errors import InvalidInput
 from ..models import FollowUp, Incident, Notification, Unsubscribe, utcnow
-from ..tokens import AlreadyAnswered, ExpiredLink, UsedLink
+from ..tokens import AlreadyAnswered, AlreadyUnsubscribed, ExpiredLink, UsedLink
 from .audit import audit
 from .db import write_transaction
 from .incidents import CLOSABLE, REOPENABLE, clean_text
@@ -27,7 +27,9 @@ from .incidents import CLOSABLE, REOPENABLE, clean_text
 ANSWERS = ("good", "not_right")
 
 
-def followup_for_link(session: Session, followup_id: int, *, answering: bool) -> FollowUp:
+def followup_for_link(
+    session: Session, followup_id: int, *, answering: bool, unsubscribing: bool = False
+) -> FollowUp:
     """The follow-up a genuine link points at, if the link may still be used.
 
     Raises :class:`~flask_recovery.tokens.ExpiredLink` (410) when the row is gone and
@@ -42,14 +44,16 @@ def followup_for_link(session: Session, followup_id: int, *, answering: bool) ->
         raise UsedLink("This link is no longer valid.")
     if answering and _answered(session, followup):
         raise AlreadyAnswered("You have already answered. Thank you!")
+    if unsubscribing and session.get(Unsubscribe, followup.client_id) is not None:
+        raise AlreadyUnsubscribed("You are already unsubscribed: we will not send you these mails again.")
     return followup
 
 
-def _locked_followup(session: Session, followup_id: int, *, answering: bool) -> FollowUp:
+def _locked_followup(session: Session, followup_id: int, *, answering: bool, unsubscribing: bool = False) -> FollowUp:
     """Start a write transaction and return the usable follow-up (the caller's entry point
     ends the transaction, whether the link is refused or not)."""
     write_transaction(session)
-    return followup_for_link(session, followup_id, answering=answering)
+    return followup_for_link(session, followup_id, answering=answering, unsubscribing=unsubscribing)
 
 
 def _answered(session: Session, followup: FollowUp) -> bool:
@@ -161,7 +165,7 @@ def unsubscribe(session: Session, followup_id: int) -> bool:
     cancels her scheduled follow-ups. Idempotent: a second call changes nothing.
     Raises :class:`~flask_recovery.tokens.UsedLink` for a voided link.
     """
-    followup = _locked_followup(session, followup_id, answering=False)
+    followup = _locked_followup(session, followup_id, answering=False, unsubscribing=True)
     client_id, booking_id = followup.client_id, followup.booking_id
     created = _insert_unsubscribe(session, client_id)
     cancelled = session.execute(
