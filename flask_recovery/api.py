@@ -219,7 +219,12 @@ def create_api_blueprint() -> Blueprint:
         body = _json_body(allow_empty=True)
         _allowed_fields(body, {"note"})
         compensation = domain.decide_compensation(
-            recovery.session, compensation_id, staff, approve=approve, note=body.get("note")
+            recovery.session,
+            compensation_id,
+            staff,
+            approve=approve,
+            note=body.get("note"),
+            booking_loader=recovery.load_booking,  # the visit's price: refunds never pass it
         )
         return jsonify(compensation.to_dict()), 200
 

@@ -157,7 +157,7 @@ def openapi_document() -> dict[str, Any]:
             "note": {
                 "type": ["string", "null"],
                 "maxLength": max_len,
-                "description": "the reason; required above the staff member's authority",
+                "description": "optional: a word for the manager when it goes above one's authority",
             },
             "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 64},
         },

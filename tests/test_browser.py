@@ -453,10 +453,12 @@ def test_admin_grants_hits_the_limit_and_a_manager_approves_from_the_queue(page)
     expect(case.locator("li.recovery-compensation")).to_have_count(1)
     expect(case.locator("li.recovery-compensation").first).to_contain_text(t("Granted"))
 
-    # above the per-remedy limit: the same form files a request with a reason
+    # above the per-remedy limit: the same form files a request (a note for the manager is optional)
     case.get_by_label(t("Remedy"), exact=True).select_option("gift")
     case.get_by_label(t("Amount"), exact=True).fill("2000")
-    case.get_by_label(t("Reason (required above your authority)"), exact=True).fill("She is a regular of five years")
+    case.get_by_label(t("Note (optional: a manager reads it with a request)"), exact=True).fill(
+        "She is a regular of five years"
+    )
     case.get_by_role("button", name=t("Grant, or ask a manager"), exact=True).click()
     expect(page.get_by_role("status")).to_contain_text(t("Above your authority: the request went to a manager."))
     expect(page.locator("li.recovery-compensation", has_text=t("Waiting for a manager"))).to_have_count(1)

@@ -225,8 +225,10 @@ def test_body_must_be_a_json_object(client, host, booking):
         response = client.post(f"{API}/bookings/b1/incidents", data=raw, content_type="application/json")
         assert response.status_code == 422, raw
         assert error_of(response)["field"] == "body"
-    form_post = client.post(f"{API}/incidents/1/resolve")
-    assert form_post.status_code == 415
+    form_post = client.post(f"{API}/incidents/1/resolve", data={"note": "x"})
+    assert form_post.status_code == 415  # a body that is there must be JSON ...
+    no_body = client.post(f"{API}/incidents/1/resolve")
+    assert no_body.status_code == 404  # ... while the documented optional body may be left out
 
 
 def test_odd_but_valid_text_is_stored_exactly(client, host, booking):

@@ -104,7 +104,7 @@ def test_resolve_and_reopen_from_the_page(client, host, booking, session):
     client.post(f"/recovery/incidents/{incident.id}/reopen", data={})
     assert "Reopened" in client.get(PAGE).text
     conflict = client.post(f"/recovery/incidents/{incident.id}/reopen", data={})
-    assert conflict.status_code == 409 and "cannot be reopened now" in conflict.text
+    assert conflict.status_code == 409 and "Someone has just changed this case" in conflict.text
 
 
 def test_master_records_but_does_not_resolve(client, host, booking, session):

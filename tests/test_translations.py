@@ -186,9 +186,8 @@ def test_flask_babel_serves_russian_through_the_extension_domain():
     from flask import Flask
     from flask_babel import Babel, force_locale
 
-    from flask_recovery import i18n
-
     import flask_recovery
+    from flask_recovery import i18n
 
     # the installed package's own catalogues (the wheel under CI, the checkout in an editable install)
     assert Path(i18n.TRANSLATIONS_DIR).resolve() == (Path(flask_recovery.__file__).parent / "translations").resolve()

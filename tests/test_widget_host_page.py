@@ -186,23 +186,25 @@ def test_a_mistake_returns_to_the_host_page_in_her_language_with_her_text_and_ev
 
 
 def test_a_rule_refusal_after_the_form_checks_returns_too(desk, rows):
-    """An admin's refund above her authority without a reason: the rule refuses, beside the note."""
+    """A second redo on the visit: the form cannot know it, the rule refuses; back on the host
+    page with the rule's words in her language, nothing granted twice."""
     client = desk.test_client()
     incident_id = record_by_api(client)
+    first = client.post(f"/recovery/api/incidents/{incident_id}/compensations", json={"kind": "redo"})
+    assert first.status_code == 201, first.text
     page = client.get(CHECKOUT, headers=RUSSIAN).text
     form = form_html(page, f"/recovery/incidents/{incident_id}/compensations")
     response = client.post(
         f"/recovery/incidents/{incident_id}/compensations",
-        data={**fields_of(form), "kind": "refund", "amount": "1 400"},
+        data={**fields_of(form), "kind": "redo", "amount": "", "percent": ""},
         headers=RUSSIAN,
     )
     assert response.status_code == 303
     assert response.headers["Location"] == f"{CHECKOUT}#recovery-grant-{incident_id}"
     html = client.get(CHECKOUT, headers=RUSSIAN).text
-    assert ru(desk, "This is above what you may grant alone: give a reason and it goes to a manager.") in html
-    assert re.search(rf'aria-describedby="recovery-c{incident_id}-note-error" aria-invalid="true"', html)
-    assert 'value="1 400"' in html and '<option value="refund" selected>' in html
-    assert rows(lambda db: db.query(Compensation).count()) == 0
+    message = "This visit already has a free redo, given or waiting for a manager: a visit gets one redo."
+    assert ru(desk, message) in html
+    assert rows(lambda db: db.query(Compensation).count()) == 1
 
 
 def test_every_mistake_of_the_remedy_form_at_once(desk, host, rows):
