@@ -537,8 +537,3 @@ def _stable(output: str) -> str:
     import re
 
     return re.sub(r"\d{4}-\d\d-\d\dT[\d:.+]+", "<time>", output)
-
-
-def test_cells_checked_are_counted():
-    """Runs last: the number of cells (routes x callers, CLI x callers) checked in this run."""
-    print(f"\nauthorization cells checked in this run: {len(CHECKED)} ({len(TABLE)} routes x {len(ROLES)} callers)")
