@@ -119,6 +119,8 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    #: what the staff member said when reopening the case (migration 0007)
+    reopen_note: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -150,6 +152,7 @@ class Incident(Base):
             "resolution_note": self.resolution_note,
             "closed_at": iso(self.closed_at),
             "reopened_at": iso(self.reopened_at),
+            "reopen_note": self.reopen_note,
             "minutes_to_recognition": _minutes(self.visit_ended_at, self.recorded_at),
             "minutes_to_resolution": _minutes(self.visit_ended_at, self.resolved_at),
         }

@@ -55,6 +55,7 @@ def openapi_document() -> dict[str, Any]:
             "resolved_at": nullable_time,
             "resolved_by": nullable_str,
             "resolution_note": nullable_str,
+            "reopen_note": nullable_str,
             "closed_at": nullable_time,
             "reopened_at": nullable_time,
             "minutes_to_recognition": {"type": ["integer", "null"]},

@@ -313,3 +313,32 @@ def test_openapi_document_is_valid_and_matches_responses(client, host, booking):
     granted = client.post(f"{API}/incidents/{created.get_json()['id']}/compensations", json={"kind": "redo"})
     check(granted, schemas["Compensation"])
     check(client.post(f"{API}/incidents/{created.get_json()['id']}/resolve", json={}), schemas["Incident"])
+
+
+def test_a_reopen_note_is_kept_hidden_from_roles_without_conduct_view_and_erased(app, client, host, booking):
+    """The note sent to reopen was dropped; now it is kept, shown by a whitelist, and forgotten."""
+    host.login("admin")
+    case = record(client, description="Colour came out orange").get_json()["id"]
+    conduct = client.post(
+        f"{API}/bookings/b1/incidents", json={"severity": "major", "conduct": True, "description": "Shouted at Olga"}
+    ).get_json()["id"]
+    for incident in (case, conduct):
+        assert (
+            client.post(f"{API}/incidents/{incident}/resolve", json={"note": "Apologised, redo booked"}).status_code
+            == 200
+        )
+        reopened = client.post(f"{API}/incidents/{incident}/reopen", json={"note": "She called: still uneven"})
+        assert reopened.status_code == 200 and reopened.get_json()["reopen_note"] == "She called: still uneven"
+    host.login("master")  # no conduct.view: every free text of the conduct case is hidden
+    seen = {i["id"]: i for i in client.get(f"{API}/bookings/b1").get_json()["incidents"]}
+    assert seen[case]["reopen_note"] == "She called: still uneven"
+    hidden = seen[conduct]
+    assert hidden["restricted"] is True
+    assert [hidden[k] for k in ("description", "resolution_note", "reopen_note", "corrective_action")] == [None] * 4
+    assert hidden["status"] == "reopened" and hidden["category"] == "client_conduct"
+    with app.app_context():
+        app.recovery.forget_client("c1")
+        app.db.session.commit()
+    host.login("admin")
+    after = client.get(f"{API}/bookings/b1").get_json()["incidents"]
+    assert {i["reopen_note"] for i in after} == {None} and {i["resolution_note"] for i in after} == {None}

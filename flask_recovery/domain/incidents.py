@@ -204,8 +204,9 @@ def _transition(
     require_permission(staff, permission)
     incident = get_incident(session, incident_id, staff)
     note = clean_text(note, "note", required=False)
-    if "resolution_note" in values:
-        values["resolution_note"] = note
+    for column in ("resolution_note", "reopen_note"):  # the action's own note column
+        if column in values:
+            values[column] = note
     result = session.execute(
         update(Incident)
         .where(Incident.id == incident.id, Incident.status.in_(from_statuses))
@@ -267,6 +268,7 @@ def reopen_incident(session: Session, incident_id: Any, staff: Staff | None, not
             "reopened_at": utcnow(),
             "closed_at": None,
             "reopen_count": Incident.reopen_count + 1,
+            "reopen_note": None,
         },
         note=note,
     )
@@ -349,10 +351,22 @@ def booking_record(session: Session, booking: Booking, staff: Staff | None) -> d
     }
 
 
+#: What a role without ``conduct.view`` may read of a conduct case: ids, kinds, statuses and
+#: times. A whitelist: any field not named here (every free text, and any added later) is hidden.
+RESTRICTED_FIELDS = frozenset(
+    {
+        "id", "booking_id", "client_id", "category", "severity", "conduct", "status", "recorded_by",
+        "recorded_by_name", "visit_ended_at", "recorded_at", "resolved_at", "resolved_by", "closed_at",
+        "reopened_at", "minutes_to_recognition", "minutes_to_resolution", "restricted",
+    }
+)  # fmt: skip
+
+
 def _visible(incident: dict[str, Any], show_conduct: bool) -> dict[str, Any]:
-    """Hide the text of a conduct note from roles not allowed to read it."""
+    """Hide the text of a conduct case from roles not allowed to read it (a whitelist)."""
     if incident["conduct"] and not show_conduct:
-        incident = dict(incident, description=None, corrective_action=None, restricted=True)
+        hidden = {name: None for name in incident if name not in RESTRICTED_FIELDS}
+        incident = dict(incident, **hidden, restricted=True)
     return incident
 
 

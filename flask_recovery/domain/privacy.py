@@ -146,10 +146,12 @@ def forget_client(session: Session, client_id: str) -> ErasureResult:
                 Incident.description != "",
                 Incident.corrective_action.is_not(None),
                 Incident.resolution_note.is_not(None),
+                Incident.reopen_note.is_not(None),
             ),
             description="",
             corrective_action=None,
             resolution_note=None,
+            reopen_note=None,
         )
         compensations = _update(
             session,
