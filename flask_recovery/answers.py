@@ -24,12 +24,12 @@ from wtforms import RadioField, TextAreaField
 
 from .domain import feedback
 from .errors import InvalidInput
-from .extension import get_recovery
 from .followup_mail import client_locale, salon_name
 from .forms import _Choice
 from .i18n import gettext as _
 from .i18n import lazy_gettext as _l
 from .models import FollowUp
+from .proxies import get_recovery
 from .tokens import InvalidLink, read_token
 from .unit import commit_after_request
 

@@ -18,10 +18,10 @@ from .config import permitted
 from .domain import access, flags, holds
 from .domain.incidents import client_record
 from .errors import InvalidInput, NotFound, RecoveryError
-from .extension import get_recovery
 from .i18n import init_staff_locale
 from .models import utcnow
 from .openapi import openapi_document
+from .proxies import get_recovery
 from .unit import commit_after_request
 
 

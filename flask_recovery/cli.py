@@ -102,7 +102,7 @@ def send_followups(limit: int, dry_run: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def forget_client(client_id: str, yes: bool) -> None:
     """Erase a client's personal data (names, addresses, notes about her); keep anonymous figures."""
-    from .extension import get_recovery
+    from .proxies import get_recovery
 
     client_id = client_id.strip()
     if not client_id or len(client_id) > 64:
@@ -126,7 +126,7 @@ def export_client(client_id: str, output: str) -> None:
     import json
     import os
 
-    from .extension import get_recovery
+    from .proxies import get_recovery
 
     client_id = client_id.strip()
     if not client_id or len(client_id) > 64:
@@ -186,8 +186,8 @@ def stats_command(since, until, location, category, fmt: str, figure: str, sync_
 
     from .domain import stats
     from .errors import InvalidInput
-    from .extension import get_recovery
     from .models import utcnow
+    from .proxies import get_recovery
     from .vocabulary import category_label
 
     recovery = get_recovery()

@@ -13,7 +13,7 @@ from flask_mail import Mail
 from markupsafe import Markup
 
 from . import config as cfg
-from . import i18n
+from . import i18n, proxies
 from .entities import Booking, Staff, normalize_booking
 from .errors import NotFound
 from .i18n import gettext as _
@@ -440,15 +440,13 @@ def _check_database(app: Flask, db: Any) -> None:
 
 
 def _state() -> _State:
-    try:
-        return current_app.extensions["recovery"]
-    except KeyError:
-        raise RuntimeError("flask-recovery is not initialised on the current app.") from None
+    found: _State = proxies.state()
+    return found
 
 
-def get_recovery() -> Recovery:
-    """The :class:`Recovery` registered on the current app."""
-    return _state().recovery
+#: The current app's :class:`Recovery` (its home is :mod:`flask_recovery.proxies`; kept here
+#: for code that imported it from this module).
+get_recovery = proxies.get_recovery
 
 
 def _template_locale() -> str:

@@ -224,7 +224,7 @@ def apply_staff_locale() -> None:
     loader that fails here is left for the view to meet (it calls the loader itself), so
     its error is the view's usual one, in the request's language.
     """
-    from .extension import get_recovery  # not at import time: extension imports this module
+    from .proxies import get_recovery
 
     try:
         staff = get_recovery().current_staff()

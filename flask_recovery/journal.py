@@ -23,9 +23,9 @@ from .config import category_keys, key
 from .domain import stats
 from .domain.incidents import require_permission
 from .errors import InvalidInput
-from .extension import get_recovery
 from .i18n import gettext as _
 from .i18n import ngettext
+from .proxies import get_recovery
 from .vocabulary import category_label
 from .widgets import format_money
 

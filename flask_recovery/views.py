@@ -28,7 +28,6 @@ from .domain import flags, holds
 from .domain.compensations import approval_cards
 from .domain.incidents import client_record
 from .errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RecoveryError
-from .extension import get_recovery
 from .forms import (
     AcknowledgeForm,
     ActionForm,
@@ -48,6 +47,7 @@ from .forms import (
 from .i18n import gettext as _
 from .i18n import init_staff_locale
 from .models import utcnow
+from .proxies import get_recovery
 from .unit import commit_after_request
 from .vocabulary import (
     category_label,

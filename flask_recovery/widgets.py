@@ -28,7 +28,6 @@ from .domain.compensations import WARN_SHARE, authority_summary, compensations_f
 from .domain.incidents import client_summary, incidents_for_booking
 from .entities import Booking, Staff, normalize_datetime
 from .errors import NotAuthenticated, NotFound, RecoveryError
-from .extension import get_recovery
 from .forms import (
     AcknowledgeForm,
     ActionForm,
@@ -43,6 +42,7 @@ from .forms import (
 from .i18n import gettext as _
 from .i18n import lazy_gettext as _l
 from .i18n import staff_language
+from .proxies import get_recovery
 from .vocabulary import (
     action_label,
     category_label,

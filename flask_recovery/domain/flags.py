@@ -152,7 +152,7 @@ def flags_for_bookings(session: Session, bookings: Iterable[str | Booking]) -> d
     loader for each id it has not heard of. An unknown id maps to ``[]``. Inside a request
     the result also fills the badge's cache, so ``recovery_badge`` then costs no query.
     """
-    from ..extension import get_recovery
+    from ..proxies import get_recovery
 
     refs: dict[str, _Ref] = {}
     wanted: list[str] = []

@@ -107,7 +107,7 @@ def refresh_reason(session: Session, incident_id: int) -> int:
 
 def _on_compensation_granted(sender: Any, compensation: Compensation | None = None, **extra: Any) -> None:
     """Receiver of ``compensation_granted``: the remedy joins the flag's reason."""
-    from ..extension import get_recovery
+    from ..proxies import get_recovery
 
     session = get_recovery().session
     # a savepoint: should the refresh fail, the grant in the same transaction stays intact
