@@ -482,58 +482,64 @@ def _flag_conflict(error: Conflict, scope: str, state: FormState, next_url: Any,
     raise error
 
 
-def acknowledge_flag(flag_id: str):
-    """Mark a flag as seen on a booking, with an optional note."""
+def _flag_action(flag_id: str, *, permission: str, form, field: str, key: str, act, not_yet: str, done_message: str):
+    """What acknowledging and lifting a flag share: scope, the form state, the rule, the way back.
+
+    ``act(session, flag_pk, staff, text, booking)`` runs the rule with the form's ``field``.
+    """
     recovery = get_recovery()
     staff = recovery.current_staff()
-    domain.require_permission(staff, "flag.acknowledge")
+    domain.require_permission(staff, permission)
     flag = flags.get_flag(recovery.session, flag_id, staff)
     client_id, pk = flag.client_id, flag.id
-    form = AcknowledgeForm()
-    found = _context_booking(form.booking_id.data)
+    text = getattr(form, field).data
+    found = _context_booking(request.form.get("booking_id"))
     scope, on_widget = _flag_scope(client_id, found, form.next.data)
     anchor = f"flag-{pk}"
-    state = FormState(form=f"ack-{pk}", typed={"note": form.note.data})
+    state = FormState(form=f"{key}-{pk}", typed={field: text})
     if not form.validate():
         return _flag_expired(scope, state, form.next.data, anchor)
     try:
-        flags.acknowledge_flag(recovery.session, pk, staff, note=form.note.data, booking=found)
+        act(recovery.session, pk, staff, text, found)
     except InvalidInput as error:
-        state.errors = {"note": [field_message(error, "note")]}
-        state.say(_("Not saved yet: correct the marked field."), "error", anchor)
+        state.errors = {field: [field_message(error, field)]}
+        state.say(not_yet, "error", anchor)
         return _flag_refused(client_id, staff, found, scope, state, form.next.data, anchor)
     except Conflict as error:
         return _flag_conflict(error, scope, state, form.next.data, anchor)
     done_anchor = WIDGET_ANCHOR if on_widget else anchor
-    done = FormState().say(_("Flag marked as seen."), at=done_anchor)
+    done = FormState().say(done_message, at=done_anchor)
     return _done(scope, done, form.next.data, done_anchor, url_for("recovery.client", client_id=client_id))
+
+
+def acknowledge_flag(flag_id: str):
+    """Mark a flag as seen on a booking, with an optional note."""
+    return _flag_action(
+        flag_id,
+        permission="flag.acknowledge",
+        form=AcknowledgeForm(),
+        field="note",
+        key="ack",
+        act=lambda session, pk, staff, note, found: flags.acknowledge_flag(
+            session, pk, staff, note=note, booking=found
+        ),
+        not_yet=_("Not saved yet: correct the marked field."),
+        done_message=_("Flag marked as seen."),
+    )
 
 
 def lift_flag(flag_id: str):
     """A manager lifts a flag, with a reason."""
-    recovery = get_recovery()
-    staff = recovery.current_staff()
-    domain.require_permission(staff, "flag.manage")
-    flag = flags.get_flag(recovery.session, flag_id, staff)
-    client_id, pk = flag.client_id, flag.id
-    form = ReasonForm()
-    found = _context_booking(request.form.get("booking_id"))
-    scope, on_widget = _flag_scope(client_id, found, form.next.data)
-    anchor = f"flag-{pk}"
-    state = FormState(form=f"lift-{pk}", typed={"reason": form.reason.data})
-    if not form.validate():
-        return _flag_expired(scope, state, form.next.data, anchor)
-    try:
-        flags.lift_flag(recovery.session, pk, staff, reason=form.reason.data)
-    except InvalidInput as error:
-        state.errors = {"reason": [field_message(error, "reason")]}
-        state.say(_("The flag is not lifted yet: correct the marked field."), "error", anchor)
-        return _flag_refused(client_id, staff, found, scope, state, form.next.data, anchor)
-    except Conflict as error:
-        return _flag_conflict(error, scope, state, form.next.data, anchor)
-    done_anchor = WIDGET_ANCHOR if on_widget else anchor
-    done = FormState().say(_("Flag lifted."), at=done_anchor)
-    return _done(scope, done, form.next.data, done_anchor, url_for("recovery.client", client_id=client_id))
+    return _flag_action(
+        flag_id,
+        permission="flag.manage",
+        form=ReasonForm(),
+        field="reason",
+        key="lift",
+        act=lambda session, pk, staff, reason, found: flags.lift_flag(session, pk, staff, reason=reason),
+        not_yet=_("The flag is not lifted yet: correct the marked field."),
+        done_message=_("Flag lifted."),
+    )
 
 
 def set_flag(client_id: str):
