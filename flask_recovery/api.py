@@ -14,7 +14,6 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import domain
-from .config import permitted
 from .domain import access, flags, holds
 from .domain.incidents import client_record
 from .errors import InvalidInput, NotFound, RecoveryError
@@ -284,7 +283,7 @@ def create_api_blueprint() -> Blueprint:
 
     def _may_book(session, client_id: str, staff) -> dict[str, Any]:
         answer = holds.may_book(session, client_id).to_dict()
-        if not (flags.can_read_conduct(staff) or permitted(current_app.config, "hold.manage", staff.role)):
+        if not holds.can_read_hold_reason(staff):
             answer["reason"] = None  # a manager's note: for conduct readers and hold managers
         return answer
 

@@ -257,6 +257,7 @@ def widget_context(
         "incidents": incidents,
         "history": history_for_booking(session, booking.id),
         "show_conduct": show_conduct,
+        "show_hold_reason": holds.can_read_hold_reason(staff),
         "local_time": local_time,
         "minutes_between": minutes_between,
         "form": form,

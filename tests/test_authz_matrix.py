@@ -148,9 +148,10 @@ class World:
             return flag.id
 
     def fresh_followup(self) -> int:
-        """A sent check-in for a center visit (its links are public)."""
+        """A sent check-in for a center visit of a client of its own (its links are public, and
+        an unsubscribe link is used up once she is unsubscribed)."""
         with self.app.app_context():
-            booking = self._booking()
+            booking = self._booking(client_id=f"c-mail-{self._id()}")
             s = self.app.db.session
             row = FollowUp(
                 booking_id=booking.id,

@@ -221,3 +221,37 @@ def test_branch_staff(client, host, flagged):
 def test_flags_are_kept_by_reference(client, host, session, flagged):
     flag = session.query(Flag).one()
     assert flag.client_id == "c1" and "Anna" not in (flag.reason or "")
+
+
+def test_a_hold_reason_is_shown_by_one_rule_everywhere(app, client, host, booking):
+    """A master (neither conduct.view nor hold.manage) never reads the manager's hold reason:
+    not on /hold, not in the client record (may_book, holds[], lift_reason), not on the pages."""
+    host.login("admin")
+    client.post(
+        "/recovery/api/bookings/b1/incidents", json={"category": "late", "severity": "minor", "description": "x"}
+    )
+    host.login("manager")
+    assert (
+        client.post("/recovery/api/clients/c1/hold", json={"reason": "HOLD-REASON-7 threatened Olga"}).status_code
+        == 201
+    )
+    assert "HOLD-REASON-7" in client.get("/recovery/api/clients/c1").text  # the manager reads it
+    host.login("master")
+    for url in (
+        "/recovery/api/clients/c1/hold",
+        "/recovery/api/clients/c1",
+        "/recovery/clients/c1",
+        "/recovery/bookings/b1",
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert "HOLD-REASON-7" not in response.text, url
+    record = client.get("/recovery/api/clients/c1").get_json()
+    assert record["may_book"]["allowed"] is False and record["may_book"]["reason"] is None
+    assert [h["reason"] for h in record["holds"]] == [None]
+    host.login("manager")
+    assert (
+        client.post("/recovery/api/clients/c1/hold/lift", json={"reason": "LIFT-REASON-8 called us"}).status_code == 200
+    )
+    host.login("master")
+    assert "LIFT-REASON-8" not in client.get("/recovery/api/clients/c1").text

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..config import permitted
 from ..entities import Staff
 from ..errors import InvalidInput
 from ..i18n import gettext as _
@@ -116,17 +118,25 @@ def lift_hold(session: Session, client_id: Any, staff: Staff | None, reason: Any
 # -- as the API shows it -----------------------------------------------------------------
 
 
-def hold_to_dict(hold: BookingHold) -> dict[str, Any]:
-    """The booking hold as the JSON API shows it."""
+def can_read_hold_reason(staff: Staff) -> bool:
+    """Whether ``staff`` may read a manager's hold reasons: roles with ``conduct.view`` or
+    ``hold.manage``. The one home of that rule (the API, the client record, the pages)."""
+    config = current_app.config
+    return permitted(config, "conduct.view", staff.role) or permitted(config, "hold.manage", staff.role)
+
+
+def hold_to_dict(hold: BookingHold, show_reason: bool = True) -> dict[str, Any]:
+    """The booking hold as the JSON API shows it; without ``show_reason`` its free text
+    (``reason``, ``lift_reason``) is ``None``."""
     return {
         "id": hold.id,
         "client_id": hold.client_id,
         "active": hold.active,
-        "reason": hold.reason,
+        "reason": hold.reason if show_reason else None,
         "incident_id": hold.incident_id,
         "set_by": hold.set_by,
         "set_at": iso(hold.set_at),
         "lifted_by": hold.lifted_by,
         "lifted_at": iso(hold.lifted_at),
-        "lift_reason": hold.lift_reason,
+        "lift_reason": hold.lift_reason if show_reason else None,
     }

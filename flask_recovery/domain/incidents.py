@@ -24,7 +24,7 @@ from . import flags
 from .access import client_in_scope
 from .audit import audit, history_for_booking
 from .badges import forget_cached_flags
-from .holds import BookingPermission, hold_to_dict
+from .holds import BookingPermission, can_read_hold_reason, hold_to_dict
 
 #: Statuses from which each transition may start.
 RESOLVABLE = ("open", "reopened")
@@ -402,6 +402,7 @@ class ClientRecord:
     hold: BookingHold | None
     holds: list[BookingHold]
     show_conduct: bool
+    show_hold_reason: bool = False
 
     @property
     def display(self) -> str | None:
@@ -416,13 +417,13 @@ class ClientRecord:
             "display": self.display,
             "may_book": BookingPermission(
                 allowed=self.hold is None,
-                reason=self.hold.reason if self.hold else None,
+                reason=self.hold.reason if self.hold and self.show_hold_reason else None,
                 hold_id=self.hold.id if self.hold else None,
                 set_at=self.hold.set_at if self.hold else None,
             ).to_dict(),
             "active_flags": [flags.flag_to_dict(f, show) for f in self.active_flags],
             "past_flags": [flags.flag_to_dict(f, show) for f in self.past_flags],
-            "holds": [hold_to_dict(h) for h in self.holds],
+            "holds": [hold_to_dict(h, self.show_hold_reason) for h in self.holds],
             "visits": [
                 {
                     "booking_id": v.booking_id,
@@ -544,4 +545,5 @@ def client_record(
         hold=next((h for h in holds if h.active), None),
         holds=holds,
         show_conduct=permitted(current_app.config, "conduct.view", staff.role),
+        show_hold_reason=can_read_hold_reason(staff),
     )
