@@ -166,3 +166,59 @@ def test_a_staff_name_and_note_with_cr_lf_add_no_header_to_the_request_for_appro
     assert "sent 1" in result.output, result.output
     wait_for(sink, 1)
     assert_no_injection(sink.mails[0][2], sink.mails[0][1], {"boss@salon.test"})
+
+
+# -- a refused recipient: only the SMTP code is kept ----------------------------------------------
+
+
+class RefusingSink(EnvelopeSink):
+    """Refuses every recipient at RCPT, quoting the address as real servers do."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+
+
+@pytest.mark.parametrize("refusal", ["550", "451"])
+def test_a_refused_recipient_is_named_nowhere_staff_or_the_log_can_read(
+    app, client, host, runner, session, caplog, capfd, refusal
+):
+    """Her name and address reach neither stderr nor ``last_error`` (shown to every staff
+    member by GET /api/bookings/<id>): only the SMTP code and a fixed phrase."""
+    sink = RefusingSink()
+    if refusal == "451":
+
+        async def defer(server, smtp_session, envelope, address, rcpt_options):
+            return f"451 4.7.1 <{address}>: greylisted, try again later"
+
+        sink.handle_RCPT = defer
+    with running_smtp(sink) as port:
+        state = app.extensions["mail"]
+        state.server, state.port = "127.0.0.1", port
+        booking = host.add_booking(
+            "b1", client_email="anna.smirnova@client.test", client_name="Анна Смирнова", locale="ru"
+        )
+        admin = host.STAFF["admin"]
+        incident = domain.record_incident(
+            session, booking, admin, category="late", severity="major", description="late"
+        )
+        domain.resolve_incident(session, incident.id, admin)
+        session.commit()
+        result = runner.invoke(args=["recovery", "send-followups"])
+    assert result.exit_code == 0, result.output
+    expected = "550 5.1.1 recipient refused" if refusal == "550" else "451 4.7.1 recipient deferred"
+    printed = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    captured = capfd.readouterr()
+    printed += captured.out + captured.err + caplog.text
+    assert f": {expected}" in printed  # the cron run says what happened, by row id and code
+    for secret in ("anna.smirnova", "client.test", "Анна", "Смирнова", "=?utf-8?"):
+        assert secret not in printed, (secret, printed)
+    row = session.query(FollowUp).one()
+    assert row.last_error == expected
+    assert row.status == ("failed" if refusal == "550" else "scheduled")
+    host.login("admin")
+    page = client.get("/recovery/api/bookings/b1")
+    assert page.status_code == 200
+    followups = page.get_json()["followups"]
+    assert [f["last_error"] for f in followups] == [expected]
+    shown = repr(followups)
+    assert "anna.smirnova" not in shown and "Смирнова" not in shown
