@@ -8,9 +8,7 @@ a client erased with ``forget-client``. Dispatching leases due rows in a short t
 (what a batch's mails share is worked out once: :class:`~flask_recovery.followup_mail.MailBatch`),
 sends them outside any transaction over one SMTP connection with a socket timeout, and
 marks each row sent only if its lease is still the run's own, committed before the server
-is handed the next message (:mod:`flask_recovery.outbox`). A failure keeps only the SMTP
-code and a fixed phrase (:func:`flask_recovery.mail.failure_reason`), never the server's
-text or the client's address.
+is handed the next message (:mod:`flask_recovery.outbox`).
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from .config import key
 from .entities import Booking
 from .errors import NotFound
 from .extension import get_recovery
-from .mail import MESSAGE_FAILURES, TimeoutConnection, failure_reason
+from .mail import TimeoutConnection
 from .models import Erasure, FollowUp, Incident, Unsubscribe, utcnow
 from .outbox import Finisher, claim_rows, finisher_for
 
@@ -372,8 +370,8 @@ def send_due_followups(
 
     Each batch is leased (:func:`claim`), rendered, and sent over one SMTP connection
     outside any transaction. A row is marked sent (only if this run's lease still holds
-    it) in a transaction of its own, committed before the server can accept the next
-    message; the commit overlaps the writing of the next message and its envelope
+    it) in a transaction of its own, committed before the next message's content goes to
+    the server; the commit overlaps the next message's preparation and envelope
     (:func:`~flask_recovery.outbox.finisher_for`). So a dispatcher that dies at any moment
     leaves at most one mail the server accepted unmarked, the one it had just accepted,
     to go out again (same Message-ID) after the lease: as with a commit right after each
@@ -461,27 +459,44 @@ def _dispatch_batch(session, recovery, finisher, mail_batch, token, ids, result,
 
 
 def _send_batch(recovery, finisher: Finisher, token, messages, result, now) -> None:
-    """Send the batch's messages over one connection, each row finished as its send ends.
-
-    On the extension's own connection the wait for the previous row's mark runs once this
-    message is written and its envelope taken, before its content goes (``before_send``),
-    so the commit overlaps both; on a host's connection it runs before ``send``.
-    """
     pending = dict(messages)
     try:
         with recovery.mailer.connection() as conn:
-            hooked = isinstance(conn, TimeoutConnection)
-            if hooked:
-                conn.before_send = finisher.wait
-            for row_id, (message, attempts, _client_id) in messages.items():
-                if not hooked:
+            # our own connection waits for the previous mark right before each DATA; another waits here
+            gated = isinstance(conn, TimeoutConnection)
+            if gated:
+                conn.before_data = finisher.wait
+            queue = list(messages.items())
+            for index, (row_id, (message, attempts, _client_id)) in enumerate(queue):
+                if not gated:
                     finisher.wait()
                 try:
-                    conn.send(message)
-                except MESSAGE_FAILURES as error:  # this message only: the connection goes on
+                    if gated:  # the next message is serialized while the server reads this one
+                        conn.send(message, next_message=queue[index + 1][1][0] if index + 1 < len(queue) else None)
+                    else:
+                        conn.send(message)
+                except smtplib.SMTPResponseException as error:
                     pending.pop(row_id)
-                    reason, permanent = failure_reason(error)
+                    permanent = 500 <= error.smtp_code < 600
+                    detail = (
+                        error.smtp_error.decode(errors="replace")
+                        if isinstance(error.smtp_error, bytes)
+                        else str(error.smtp_error)
+                    )
+                    _failure(
+                        finisher, row_id, token, attempts, f"SMTP {error.smtp_code} {detail}", permanent, result, now
+                    )
+                except smtplib.SMTPRecipientsRefused as error:
+                    pending.pop(row_id)
+                    codes = {code for code, _ in error.recipients.values()}
+                    permanent = all(500 <= code < 600 for code in codes)
+                    reason = f"recipient refused: {error.recipients}"
                     _failure(finisher, row_id, token, attempts, reason, permanent, result, now)
+                except (smtplib.SMTPNotSupportedError, UnicodeError, ValueError) as error:
+                    # an address this server cannot take (e.g. non-ASCII without SMTPUTF8): this row only
+                    pending.pop(row_id)
+                    reason = f"address: {type(error).__name__}: {error}"
+                    _failure(finisher, row_id, token, attempts, reason, True, result, now)
                 else:
                     pending.pop(row_id)
                     finisher.finish(
@@ -494,6 +509,6 @@ def _send_batch(recovery, finisher: Finisher, token, messages, result, now) -> N
                         claimed_until=None,
                     )
     except (OSError, smtplib.SMTPException) as error:
-        reason, _permanent = failure_reason(error)
         for row_id, (_message, attempts, _client_id) in pending.items():
+            reason = f"connection: {type(error).__name__}: {error}"
             _failure(finisher, row_id, token, attempts, reason, False, result, now)

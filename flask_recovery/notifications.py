@@ -4,8 +4,7 @@ Rows are written in the same transaction as the action that caused them and sent
 ``flask recovery send-notifications`` (cron) or the Celery task, never inside the request.
 A batch is claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a write
 transaction on SQLite), sent over one SMTP connection outside any transaction, and marked
-sent only by the claim that sent it. A failure keeps only the SMTP code and a fixed phrase
-(:func:`flask_recovery.mail.failure_reason`), never the server's text or an address.
+sent only by the claim that sent it.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from .config import key
 from .domain.compensations import approval_card
 from .extension import get_recovery
 from .i18n import gettext as _
-from .mail import MESSAGE_FAILURES, failure_reason
 from .models import Compensation, Notification, utcnow
 from .outbox import claim_rows, finish_row
 from .vocabulary import kind_label
@@ -137,18 +135,21 @@ def send_pending_notifications(limit: int = 100, dry_run: bool = False) -> Batch
             for row_id, (message, attempts) in messages.items():
                 try:
                     conn.send(message)
-                except MESSAGE_FAILURES as error:  # this message only (only its code is kept)
-                    reason, permanent = failure_reason(error)
-                    _record_failure(session, row_id, token, attempts, reason, permanent, result)
+                except smtplib.SMTPResponseException as error:
+                    permanent = 500 <= error.smtp_code < 600
+                    _record_failure(
+                        session, row_id, token, attempts, f"{error.smtp_code} {error.smtp_error!r}", permanent, result
+                    )
+                except smtplib.SMTPRecipientsRefused as error:
+                    _record_failure(session, row_id, token, attempts, f"recipients refused: {error}", True, result)
                 else:
                     _finish(session, row_id, token, status="sent", sent_at=utcnow(), last_error=None)
                     result.sent += 1
-    except (OSError, smtplib.SMTPException) as error:  # the connection itself failed: retry the rest
-        reason, _permanent = failure_reason(error)
+    except (OSError, smtplib.SMTPException) as error:  # the connection itself failed: retry them all
         for row_id, (_message, attempts) in messages.items():
             row_status = session.scalar(select(Notification.status).where(Notification.id == row_id))
             if row_status == "sending":
-                _record_failure(session, row_id, token, attempts, reason, False, result)
+                _record_failure(session, row_id, token, attempts, f"connection: {error}", False, result)
     return result
 
 

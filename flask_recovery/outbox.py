@@ -7,10 +7,9 @@ a finish is a conditional UPDATE that only the holder of the lease can make.
 
 A sending run records each row's outcome through a :class:`Finisher`
 (:func:`finisher_for`): every finish is its own committed transaction, committed before
-the sender hands the server its next message. On SQLite, whose commit waits for the disk,
-a writer thread commits it on a connection of its own while the sender writes the next
-message (the driver lets go of the GIL while the database works); on PostgreSQL, whose
-commit is a short round trip, the sender commits it itself on a connection of its own.
+the sender hands the server its next message, while the commit itself overlaps the
+sender's work (on PostgreSQL the server commits while we go on; elsewhere a writer thread
+does, the driver letting go of the GIL).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import AssertionPool, QueuePool, SingletonThreadPool, StaticPool
+from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
 from .domain.db import write_transaction
 
@@ -92,6 +91,7 @@ class Finisher:
         self.session = session
         self._done: list[tuple[int, dict[str, Any], bool]] = []
         self._statements: dict[tuple[str, ...], Any] = {}
+        self._sql: dict[tuple[tuple[str, ...], str], tuple[str, list[str], dict[str, Any], list[Any]]] = {}
 
     def finish(self, row_id: int, token: str, **values: Any) -> None:
         """Set ``values`` on ``row_id`` if ``token`` still holds its lease."""
@@ -113,17 +113,46 @@ class Finisher:
         """The finish UPDATE setting the columns ``names``, built once (bound parameters only)."""
         statement = self._statements.get(names)
         if statement is None:
-            table = self.model.__table__  # a Core statement: it runs on a Connection, not the ORM
+            table, model = self.model.__table__, self.model
             statement = self._statements[names] = (
-                update(table)
+                update(model)
                 .where(
-                    table.c.id == bindparam("row_id"),
-                    table.c.status == "sending",
-                    table.c.claim_token == bindparam("token", type_=table.c.claim_token.type),
+                    model.id == bindparam("row_id"),
+                    model.status == "sending",
+                    model.claim_token == bindparam("token", type_=table.c.claim_token.type),
                 )
                 .values({name: bindparam(f"v_{name}", type_=table.c[name].type) for name in names})
+                .execution_options(synchronize_session=False)
             )
         return statement
+
+    def _compiled(self, names: tuple[str, ...], dialect: Any) -> tuple[str, list[str], dict[str, Any], list[Any]]:
+        """The finish UPDATE for ``names`` as the driver takes it: its SQL (positional
+        parameters), the parameters' names in order, the values it binds itself, and each
+        parameter's bind processor. Built once per set of columns."""
+        key = (names, dialect.paramstyle)
+        found = self._sql.get(key)
+        if found is None:
+            compiled = self._statement(names).compile(dialect=dialect)
+            order = list(compiled.positiontup or [])
+            # what the statement binds itself (the status it expects), not the per-row parameters
+            constants = {
+                name: compiled.binds[name].effective_value
+                for name in order
+                if name not in ("row_id", "token") and not name.startswith("v_")
+            }
+            processors = [compiled.binds[name].type.bind_processor(dialect) for name in order]
+            found = self._sql[key] = (str(compiled), order, constants, processors)
+        return found
+
+    def _driver_args(self, names: tuple[str, ...], params: dict[str, Any], dialect: Any) -> tuple[str, list[Any]]:
+        sql, order, constants, processors = self._compiled(names, dialect)
+        params.update(constants)
+        args = [
+            process(params[name]) if process is not None else params[name]
+            for name, process in zip(order, processors, strict=True)
+        ]
+        return sql, args
 
     @staticmethod
     def _params(row_id: int, token: str, values: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -131,45 +160,13 @@ class Finisher:
         return names, {"row_id": row_id, "token": token, **{f"v_{name}": values[name] for name in names}}
 
 
-class ConnectionFinisher(Finisher):
-    """Commits each finish at once, in autocommit on a connection of its own (never the session's).
-
-    For PostgreSQL, whose commit is a short round trip: the sending thread waits for it,
-    which costs less CPU than handing it to a writer thread (what counts when several
-    dispatchers share the machine: ``benchmarks/followups.py`` (ii)).
-    """
-
-    def __init__(self, session: Session, model: Any, engine: Engine) -> None:
-        super().__init__(session, model)
-        self._engine = engine
-        self._connection: Connection | None = None
-
-    def finish(self, row_id: int, token: str, **values: Any) -> None:
-        names, params = self._params(row_id, token, values)
-        try:
-            if self._connection is None:
-                self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            updated = self._connection.execute(self._statement(names), params).rowcount == 1
-        except Exception as error:
-            if self._connection is not None:
-                self._connection.invalidate()  # in an unknown state: never reuse it
-                self._connection = None
-            raise FinishError(f"could not record the outcome of an outbox row: {error}") from error
-        self._done.append((row_id, values, updated))
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
 class ThreadedFinisher(Finisher):
     """Commits each finish on a thread and a connection of its own, in the order made.
 
-    Each UPDATE runs in autocommit through SQLAlchemy: the driver lets go of the GIL while
-    the database works (on SQLite, the step that writes and syncs the journal and the
-    database; on PostgreSQL, the wait for the server's answer), so the commit goes on
-    while the sending thread writes the next message.
+    Each UPDATE runs in autocommit: one call into the driver, which lets go of the GIL for
+    all of it (on SQLite, the step that writes and syncs the journal and the database), so
+    the commit goes on while the sending thread builds the next message and sends its
+    envelope.
     """
 
     def __init__(self, session: Session, model: Any, engine: Engine) -> None:
@@ -191,9 +188,19 @@ class ThreadedFinisher(Finisher):
         if self._connection is None:
             self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         names, params = self._params(row_id, token, values)
-        statement = self._statement(names)
-        self._entered.set()
         try:
+            if self._engine.dialect.positional:
+                # straight to the driver: the least time holding the GIL before it lets go
+                sql, args = self._driver_args(names, params, self._engine.dialect)
+                cursor = self._connection.connection.driver_connection.cursor()
+                self._entered.set()
+                try:
+                    cursor.execute(sql, args)
+                    return cursor.rowcount == 1
+                finally:
+                    cursor.close()
+            statement = self._statement(names)
+            self._entered.set()
             return self._connection.execute(statement, params).rowcount == 1
         except BaseException:
             self._connection.invalidate()  # in an unknown state: never reuse it
@@ -225,22 +232,105 @@ class ThreadedFinisher(Finisher):
             self._connection = None
 
 
+class PostgresFinisher(Finisher):
+    """Sends each finish to PostgreSQL at once and reads its outcome later, on one thread.
+
+    The UPDATE goes out in autocommit on a connection of its own through psycopg's libpq
+    interface (``PQsendQueryParams``), and :meth:`finish` returns without waiting: the
+    server commits it (the WAL flushed as ``synchronous_commit`` says) while the sender
+    builds the next message, and :meth:`wait` reads the outcome. One statement is in
+    flight at a time, as libpq's asynchronous interface outside pipeline mode requires.
+    (SQLAlchemy's cursor events do not see these statements.)
+    """
+
+    def __init__(self, session: Session, model: Any, engine: Engine) -> None:
+        from psycopg import pq
+
+        super().__init__(session, model)
+        self._command_ok = pq.ExecStatus.COMMAND_OK
+        self._engine = engine
+        self._numbered = type(engine.dialect)(paramstyle="numeric_dollar")  # $1, $2, ... as libpq takes them
+        self._connection: Connection | None = None
+        self._in_flight: tuple[int, dict[str, Any]] | None = None
+
+    def finish(self, row_id: int, token: str, **values: Any) -> None:
+        self.wait()
+        names, params = self._params(row_id, token, values)
+        sql, args = self._driver_args(names, params, self._numbered)
+        encoded = [_pg_text(value) for value in args]
+        try:
+            if self._connection is None:
+                self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._connection.connection.driver_connection.pgconn.send_query_params(sql.encode(), encoded)
+        except Exception as error:
+            self._fail(error)
+        self._in_flight = (row_id, values)
+
+    def wait(self) -> None:
+        if self._in_flight is None:
+            return
+        row_id, values = self._in_flight
+        self._in_flight = None
+        try:
+            pgconn = self._connection.connection.driver_connection.pgconn
+            results = []
+            while (result := pgconn.get_result()) is not None:
+                results.append(result)
+        except Exception as error:
+            self._fail(error)
+        if len(results) != 1 or results[0].status != self._command_ok:
+            message = results[-1].error_message.decode(errors="replace").strip() if results else ""
+            self._fail(RuntimeError(message or "the UPDATE returned no result"))
+        self._done.append((row_id, values, results[0].command_tuples == 1))
+
+    def _fail(self, error: BaseException):
+        if self._connection is not None:
+            self._connection.invalidate()  # in an unknown state: never reuse it
+            self._connection = None
+        raise FinishError(f"could not record the outcome of an outbox row: {error}") from error
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        except FinishError:
+            log.warning("the last outbox finish of this run could not be written", exc_info=True)
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def _pg_text(value: Any) -> bytes | None:
+    """``value`` in PostgreSQL's text input format (the statement casts each parameter)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, datetime):
+        return value.isoformat().encode()
+    raise TypeError(f"no text form for {type(value).__name__} in a finish")
+
+
 def finisher_for(session: Session, model: Any) -> Finisher:
     """The fastest :class:`Finisher` the session's engine allows.
 
-    PostgreSQL: :class:`ConnectionFinisher`. Other engines whose connections may move
-    between threads (SQLite files, whose commit waits for the disk):
+    PostgreSQL through psycopg 3: :class:`PostgresFinisher`; other engines whose
+    connections may move between threads (SQLite files, other drivers):
     :class:`ThreadedFinisher`. SQLite in memory (``StaticPool`` or ``SingletonThreadPool``,
-    whose one connection stays in its thread), an ``AssertionPool`` or a ``QueuePool`` of
-    one connection (the writer's would wait for the session's): :class:`Finisher`, on the
-    session.
+    whose one connection stays in its thread) or a pool too small for a second connection:
+    :class:`Finisher`, on the session.
     """
     engine: Engine = session.get_bind(mapper=model)
     pool = engine.pool
-    if isinstance(pool, SingletonThreadPool | StaticPool | AssertionPool):
+    if isinstance(pool, SingletonThreadPool | StaticPool):
         return Finisher(session, model)
-    if isinstance(pool, QueuePool) and pool.size() < 2:
-        return Finisher(session, model)  # no second connection to be sure of while the session holds one
-    if engine.dialect.name == "postgresql":
-        return ConnectionFinisher(session, model, engine)
+    overflow = getattr(pool, "_max_overflow", 0)  # -1: no limit
+    if isinstance(pool, QueuePool) and 0 <= overflow and pool.size() + overflow < 2:
+        return Finisher(session, model)  # no second connection to be had while the session holds one
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        return PostgresFinisher(session, model, engine)
     return ThreadedFinisher(session, model, engine)

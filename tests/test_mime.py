@@ -1,33 +1,30 @@
-"""Flask-Mail messages on the wire through the standard library (``flask_recovery.mime``).
+"""The cheaper serializer: the very bytes Flask-Mail's ``Message.as_bytes()`` writes.
 
-:func:`flask_recovery.mime.message_bytes` writes a :class:`flask_mail.Message` as an
-``email.message.EmailMessage`` under ``email.policy.SMTP``. A mail client (the ``email``
-package) must read in it what Flask-Mail's own serialization says (every header, every
-text, each part's type: what the message's attributes say), for the check-in mails in
-every language and with hostile names and for any other Flask-Mail message. How it
-travels: no line over 998 octets, the list headers on one line, a header that would start
-a new line refused. (Flask-Mail's own serialization is not the reference: it writes long
-8-bit lines and breaks a long display name inside a word.)
+:func:`flask_recovery.mime.message_bytes` builds the MIME text itself instead of an
+``email.mime`` tree. With ``random`` in the same state (it draws the MIME boundaries the
+same way) it must give ``as_bytes()``'s bytes exactly, for the check-in mails in every
+language and with hostile names, and for any other Flask-Mail message it takes; what it
+does not write itself it hands to ``as_bytes()``. Parsed by a mail client (the ``email``
+package), both say the same with any boundaries.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from email.header import decode_header, make_header
-from email.headerregistry import Address
-from email.policy import compat32
-from email.utils import formatdate, getaddresses, parseaddr
 
 import pytest
 from flask import Flask
 from flask_mail import Attachment, BadHeaderError, Mail, Message
 
-from flask_recovery import domain, mime
+from flask_recovery import domain
+from flask_recovery import mail as recovery_mail
 from flask_recovery.followup_mail import MailBatch, render_followup
 from flask_recovery.mail import TimeoutConnection
-from flask_recovery.mime import POLICY, UnsendableAddress, email_message, envelope, message_bytes
+from flask_recovery.mime import message_bytes
 
 from .conftest import running_smtp
 from .test_followup_mail import make_followup
@@ -49,102 +46,45 @@ HOSTILE_NAMES = [
 ]
 
 
-def lines_of(raw: bytes) -> list[bytes]:
-    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only, no bare LF or CR
-    assert b"\r" not in raw.replace(b"\r\n", b"")
-    return raw.split(b"\r\n")
+def flask_mail_bytes(message: Message) -> bytes:
+    """``as_bytes()``, with the one deliberate difference: the list headers on one line as given.
+
+    (``email.policy`` writes a long ``List-Unsubscribe`` as RFC 2047 encoded words.)
+    """
+    raw = message.as_bytes()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = re.split(rb"\r\n(?![ \t])", head)
+    for name, value in (message.extra_headers or {}).items():
+        line = f"{name}: {value}".encode()
+        if name.lower() in ("list-unsubscribe", "list-unsubscribe-post") and value.isascii() and len(line) <= 998:
+            lines = [line if folded.lower().startswith(name.lower().encode() + b":") else folded for folded in lines]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def assert_fits_the_wire(raw: bytes) -> None:
-    longest = max(len(line) for line in lines_of(raw))
-    assert longest <= 998, longest
+def same_as_flask_mail(message: Message, seed: int = 7) -> bytes | None:
+    """Assert that ``message_bytes`` gives what ``as_bytes`` gives (or fails as it does)."""
+    outcomes = []
+    for serialize in (flask_mail_bytes, message_bytes):
+        random.seed(seed)
+        try:
+            outcomes.append(serialize(message))
+        except Exception as error:  # the same error, from the same place
+            outcomes.append((type(error), str(error)))
+    expected, found = outcomes
+    assert found == expected
+    return found if isinstance(found, bytes) else None
 
 
-def decoded(value: str | None) -> str | None:
-    """A raw header value as RFC 2047 reads it (adjacent encoded words joined, without the
-    space the ``email`` package's address parser puts between them)."""
-    if value is None:
-        return None
-    unfolded = str(value).replace("\r\n", "").replace("\n", "")  # RFC 5322 unfolding
-    return str(make_header(decode_header(unfolded)))
-
-
-def addresses(value: str | None) -> list[tuple[str, str]]:
-    return [(decoded(name), spec) for name, spec in getaddresses([value or ""])]
-
-
-def reading(raw: bytes) -> dict:
-    """What a mail client reads in ``raw``: the headers decoded, the leaf parts' types and texts."""
+def meaning(raw: bytes) -> list:
+    """What a mail client reads in ``raw``: every header decoded, each part's type and text."""
     parsed = message_from_bytes(raw, policy=policy.default)
-    head = message_from_bytes(raw, policy=compat32)  # the raw header values
-    headers = {}
-    for name in ("Subject", "Date", "Message-ID", "Bcc"):
-        headers[name] = decoded(head[name])
-    for name in ("From", "Cc", "Reply-To"):
-        headers[name] = (
-            None if head[name] is None else ", ".join(str(Address(n, addr_spec=a)) for n, a in addresses(head[name]))
-        )
-    headers["To"] = sorted(addresses(head["To"]))
-    extra = {
-        name.lower(): " ".join(decoded(value).split())
-        for name, value in head.items()
-        if name.lower().startswith(("x-", "list-", "auto-"))
-    }
-    parts = []
+    seen = []
     for part in parsed.walk():
-        if part.is_multipart():
-            continue
-        content = part.get_content()
-        if isinstance(content, str):  # line ends as the reader shows them, the last one included
-            content = content.replace("\r\n", "\n")
-            content = content if content.endswith("\n") else content + "\n"
-        parts.append((part.get_content_type(), part.get_param("charset"), part.get_filename(), content))
-    defects = [defect for part in parsed.walk() for defect in part.defects]
-    return {"headers": headers, "extra": extra, "parts": parts, "defects": defects}
-
-
-def _pair(address) -> tuple[str, str]:
-    name, spec = address if isinstance(address, tuple) else parseaddr(address)
-    return " ".join(name.split()), spec
-
-
-def _address(address) -> str:
-    name, spec = _pair(address)
-    return str(Address(display_name=name, addr_spec=spec))
-
-
-def said(message: Message) -> dict:
-    """What ``message`` says, from its attributes: what a mail client must read in it."""
-    headers = {
-        "Subject": message.subject or None,
-        "From": _address(message.sender),
-        "Date": formatdate(message.date, localtime=True),
-        "Message-ID": message.msgId,
-        "Cc": ", ".join(_address(a) for a in message.cc) or None,
-        "Reply-To": _address(message.reply_to) if message.reply_to else None,
-        "Bcc": None,
-        "To": sorted(_pair(a) for a in message.recipients),
-    }
-    extra = {name.lower(): " ".join(str(value).split()) for name, value in (message.extra_headers or {}).items()}
-    charset = message.charset or "utf-8"
-    texts = [("text/plain", message.body)] if message.body is not None or not message.alts else []
-    texts += [(f"text/{subtype}", text) for subtype, text in message.alts.items()]
-    parts = []
-    for kind, text in texts:
-        text = (text or "").replace("\r\n", "\n").replace("\r", "\n")
-        parts.append((kind, charset, None, text if text.endswith("\n") else text + "\n"))
-    for a in message.attachments:
-        data = a.data.decode() + "\n" if a.content_type.startswith("text/") else a.data
-        parts.append((a.content_type, None, a.filename, data))
-    return {"headers": headers, "extra": extra, "parts": parts, "defects": []}
-
-
-def assert_reads_as_it_says(message: Message) -> bytes:
-    """A mail client reads in ``message_bytes`` what the message says, and every line fits the wire."""
-    raw = message_bytes(message)
-    assert reading(raw) == said(message)
-    assert_fits_the_wire(raw)
-    return raw
+        headers = [(name.lower(), str(value)) for name, value in part.items() if name.lower() != "content-type"]
+        params = sorted((k, v) for k, v in part["Content-Type"].params.items() if k != "boundary")
+        content = None if part.is_multipart() else part.get_content()
+        seen.append((part.get_content_type(), params, headers, content, part.defects))
+    return seen
 
 
 # -- the check-in mails -------------------------------------------------------------------------
@@ -153,7 +93,7 @@ def assert_reads_as_it_says(message: Message) -> bytes:
 @pytest.mark.config(MAIL_DEFAULT_SENDER=SENDER, RECOVERY_BASE_URL="https://salon.example.com")
 @pytest.mark.parametrize("locale", ["ru", "en"])
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
-def test_a_check_in_mail_reads_as_it_says(app, session, host, locale, name):
+def test_a_check_in_mail_is_the_bytes_flask_mail_writes(app, session, host, locale, name):
     booking, incident, followup = make_followup(
         session,
         host,
@@ -165,26 +105,31 @@ def test_a_check_in_mail_reads_as_it_says(app, session, host, locale, name):
     domain.grant_compensation(session, incident.id, host.load, host.STAFF["admin"], kind="percent_discount", percent=20)
     message = render_followup(followup, booking, incident)
     message.date = WHEN
-    raw = assert_reads_as_it_says(message)
+    raw = same_as_flask_mail(message)
+    assert raw is not None
+    # a mail client reads the same from both, whatever the boundaries
+    assert meaning(message_bytes(message)) == meaning(message.as_bytes())
+    # and what it reads is the mail: multipart text + HTML, one line per header, no injection
     parsed = message_from_bytes(raw, policy=policy.default)
-    # multipart text + HTML (no needless multipart/mixed around them), no injected header
-    assert [part.get_content_type() for part in parsed.walk()] == ["multipart/alternative", "text/plain", "text/html"]
+    assert [part.get_content_type() for part in parsed.walk()] == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+    ]
     assert parsed["Bcc"] is None and parsed["X-Injected"] is None
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsubscribe = message.extra_headers["List-Unsubscribe"]
-    assert str(parsed["List-Unsubscribe"]) == unsubscribe
-    # on one line as written, as mail providers read it for their unsubscribe button: no
-    # encoded words (what email.policy.SMTP itself writes for a long URL)
-    assert b"\r\nList-Unsubscribe: " + unsubscribe.encode() + b"\r\n" in raw
-    assert b"=?utf-8?q?=3Chttps" not in raw
-    assert b"=?utf-8?q?=3Chttps" in policy.SMTP.fold_binary("List-Unsubscribe", unsubscribe)
+    assert str(parsed["List-Unsubscribe"]).startswith("<https://salon.example.com/recovery/followups/")
+    # on one line, as mail providers read it for their unsubscribe button: not encoded words
+    assert b"\r\nList-Unsubscribe: <https://salon.example.com/recovery/followups/" in raw
+    assert b"=?utf-8?q?=3Chttps" not in raw and b"=?utf-8?q?=3Chttps" in message.as_bytes()
     assert "&lt;script&gt;" in parsed.get_body(("html",)).get_content()
     if locale == "ru":
         assert "Здравствуйте" in parsed.get_body(("plain",)).get_content()
 
 
 @pytest.mark.config(MAIL_DEFAULT_SENDER=SENDER, RECOVERY_BASE_URL="https://salon.example.com")
-def test_a_check_in_without_a_booking_or_a_case_reads_the_same(app, session):
+def test_a_check_in_without_a_booking_or_a_case_is_the_same_bytes(app, session):
     """What the dispatcher sends for an archived booking: the mail from the stored row alone."""
     from flask_recovery.models import FollowUp, utcnow
 
@@ -207,7 +152,7 @@ def test_a_check_in_without_a_booking_or_a_case_reads_the_same(app, session):
     for k, row in enumerate(rows):
         message = render_followup(row, None, None, batch)
         message.date = WHEN + k
-        assert_reads_as_it_says(message)
+        assert same_as_flask_mail(message, seed=k) is not None
 
 
 # -- any Flask-Mail message ------------------------------------------------------------------
@@ -231,7 +176,7 @@ BODIES = [
     "\n\n leading and trailing blank lines \n\n",
     ".a dot first\n..two\nFrom the start\n>From quoted",
     "Кириллица, émigré, 李, and 💅 beyond the BMP",
-    "--=_recovery_0000\n--===============0000000000000000000==--",
+    "--===============0000000000000000000==\n--===============0000000000000000000==--",
     "x" * 2000 + "\n" + "я" * 1500,
     "\x00\x1b control \x0b\x0c\x1c characters \u2028 \u2029 \x85",
 ]
@@ -239,27 +184,9 @@ BODIES = [
 
 @pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
 @pytest.mark.parametrize("html", [None, "<p>Привет &amp; hello</p>\n", ""], ids=["text", "html", "empty-html"])
-def test_any_body_reads_the_same(mail_app, body, html):
+def test_any_body_is_the_same_bytes(mail_app, body, html):
     message = Message("Subject", recipients=["a@client.test"], body=body, html=html, date=WHEN)
-    assert_reads_as_it_says(message)
-
-
-def test_a_long_line_is_encoded_and_a_short_one_goes_as_it_is(mail_app):
-    long_line = Message("Long", recipients=["a@client.test"], body="Мы " + "позвоним заранее " * 60, date=WHEN)
-    raw = message_bytes(long_line)
-    assert b"Content-Transfer-Encoding: base64" in raw or b"Content-Transfer-Encoding: quoted-printable" in raw
-    assert max(len(line) for line in long_line.as_bytes().split(b"\n")) > 998  # what Flask-Mail itself sends
-    short = message_bytes(Message("Short", recipients=["a@client.test"], body="Мы позвоним заранее.", date=WHEN))
-    assert b"Content-Transfer-Encoding: 8bit" in short and "Мы позвоним заранее.".encode() in short
-    seven = message_bytes(Message("Short", recipients=["a@client.test"], body="We call ahead.", date=WHEN))
-    assert b"Content-Transfer-Encoding: 7bit" in seven
-
-
-def test_a_boundary_found_in_a_part_is_replaced_by_one_that_is_not(mail_app):
-    body = f"--{mime._BOUNDARY}\nnot a part\n--{mime._BOUNDARY}--"
-    raw = assert_reads_as_it_says(Message("B", recipients=["a@client.test"], body=body, html="<p>x</p>", date=WHEN))
-    boundary = message_from_bytes(raw, policy=policy.default).get_boundary()
-    assert boundary and boundary != mime._BOUNDARY and boundary not in body
+    assert same_as_flask_mail(message) is not None
 
 
 @pytest.mark.parametrize(
@@ -285,16 +212,15 @@ def test_a_boundary_found_in_a_part_is_replaced_by_one_that_is_not(mail_app):
     ],
     ids=["plain", "cyrillic", "punctuation", "several", "string-with-name"],
 )
-def test_any_subject_and_recipients_read_the_same(mail_app, subject, recipients):
+def test_any_subject_and_recipients_are_the_same_bytes(mail_app, subject, recipients):
     message = Message(subject, recipients=recipients, body="Hi", html="<p>Hi</p>", date=WHEN)
-    assert_reads_as_it_says(message)
+    assert same_as_flask_mail(message) is not None
 
 
 @pytest.mark.parametrize(
     "sender", [SENDER, ("Салон «Бархат»", "hello@salon.example.com"), "plain@salon.example.com"], ids=range(3)
 )
-def test_any_sender_headers_and_alternatives_read_the_same(mail_app, sender):
-    unsubscribe = "<https://salon.example.com/recovery/followups/" + "Tok3n.x-y_z" * 9 + "/unsubscribe>"
+def test_any_sender_headers_and_alternatives_are_the_same_bytes(mail_app, sender):
     message = Message(
         "Check-in",
         recipients=["a@client.test"],
@@ -304,7 +230,7 @@ def test_any_sender_headers_and_alternatives_read_the_same(mail_app, sender):
         html="<p>HTML</p>",
         alts={"x-amp-html": "<p>AMP</p>", "html": "<p>HTML again</p>"},
         extra_headers={
-            "List-Unsubscribe": unsubscribe,
+            "List-Unsubscribe": "<https://salon.example.com/recovery/followups/" + "Tok3n.x-y_z" * 9 + "/unsubscribe>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "Auto-Submitted": "auto-generated",
             "X-Long": "word " * 40,
@@ -313,80 +239,37 @@ def test_any_sender_headers_and_alternatives_read_the_same(mail_app, sender):
         date=WHEN,
     )
     message.msgId = "<recovery-followup-1-checkin@salon.example.com>"
-    raw = assert_reads_as_it_says(message)
-    assert b"hidden@salon.example.com" not in raw  # Bcc: in the envelope only
-    sender_address = sender[1] if isinstance(sender, tuple) else parseaddr(sender)[1]
-    assert envelope(message) == (sender_address, ["a@client.test", "hidden@salon.example.com"])
-    assert f"\r\nList-Unsubscribe: {unsubscribe}\r\n".encode() in raw
-    assert b"\r\nX-Long: word word" in raw and b"\r\n word" in raw  # an ordinary header is folded
-
-
-def test_a_short_header_is_written_as_the_policy_writes_it(mail_app):
-    """The header classes made once write a line that needs no folding as ``email.policy.SMTP`` does."""
-    headers = [
-        ("From", SENDER),
-        ("To", "Client1 Test <client1@client.test>"),
-        ("Date", "Sun, 30 Mar 2025 01:30:00 -0000"),
-        ("Message-ID", "<recovery-followup-1-checkin@salon.example.com>"),
-        ("Content-Type", 'text/plain; charset="utf-8"'),
-        ("Content-Transfer-Encoding", "8bit"),
-        ("MIME-Version", "1.0"),
-        ("Auto-Submitted", "auto-generated"),
-        ("Subject", "Hello   there"),
-        ("Subject", "A long ASCII subject that needs folding because it goes well beyond seventy-eight characters"),
-        ("Content-Type", 'multipart/alternative; boundary="=_recovery_0123456789abcdef"'),
-    ]
-    for name, value in headers:
-        standard = policy.SMTP.fold_binary(name, policy.SMTP.header_factory(name, value))
-        assert POLICY.fold_binary(name, POLICY.header_factory(name, value)) == standard
+    assert same_as_flask_mail(message) is not None
 
 
 @pytest.mark.parametrize(
-    ("extra", "expected"),
+    "extra",
     [
-        ({"X-Cyrillic": "кириллица"}, "кириллица"),  # encoded words (Flask-Mail fails on it)
-        ({"X-Number": 42}, "42"),
+        {"X-Cyrillic": "кириллица"},  # Flask-Mail's policy cannot write it: the same error
+        {"X-Folded": "first\r\n second"},
+        {"X-Number": 42},
+        {"Имя": "value"},
     ],
-    ids=["non-ascii", "not-a-string"],
+    ids=["non-ascii", "folded", "not-a-string", "non-ascii-name"],
 )
-def test_unusual_header_values_are_written_as_a_client_reads_them(mail_app, extra, expected):
+def test_unusual_headers_go_as_flask_mail_takes_them(mail_app, extra):
+    """Whatever Flask-Mail does with them (writes, refuses, fails) happens here too."""
     message = Message("Subject", recipients=["a@client.test"], body="Hi", html="<p>Hi</p>", date=WHEN)
     message.extra_headers = extra
-    raw = message_bytes(message)
-    assert raw.isascii()
-    assert message_from_bytes(raw, policy=policy.default)[next(iter(extra))] == expected
+    same_as_flask_mail(message)
 
 
 @pytest.mark.parametrize(
     ("subject", "extra"),
     [
-        ("Subject", {"X-Injected": "value\r\nBcc: thief@evil.example"}),
+        ("Subject", {"X-Injected": "value\r\nBcc: thief@evil.example"}),  # older Pythons write it
         ("Subject", {"X-Name\r\nBcc: thief@evil.example\r\nX-Tail": "value"}),
-        ("Subject", {"X-Folded": "first\r\n second"}),
-        ("Subject", {"Имя": "value"}),
-        ("Subject", {"X-Colon:": "value"}),
         ("Hello\x0bX-Injected: yes", {}),  # Flask-Mail checks CR and LF only
         ("Hello\x0cX-Injected: yes", {}),
         ("Hello\x1cX-Injected: yes", {}),
-        ("Hello\u2028X-Injected: yes", {}),
         ("Subject", {"X-Tail": "value\x0bBcc: thief@evil.example"}),
-        ("Subject", {"X-Trailing": "value\r\n"}),  # the policy itself lets a trailing break through
-        ("Hello\n", {}),
     ],
-    ids=[
-        "crlf-value",
-        "crlf-name",
-        "folded",
-        "non-ascii-name",
-        "colon-name",
-        "vt",
-        "ff",
-        "fs",
-        "ls",
-        "vt-value",
-        "trailing-crlf",
-        "trailing-lf-subject",
-    ],
+    ids=["crlf-value", "crlf-name", "vt-subject", "ff-subject", "fs-subject", "vt-value"],
 )
 def test_a_header_that_would_start_a_new_line_is_refused(mail_app, subject, extra):
     message = Message(subject, recipients=["a@client.test"], body="Hi", html="<p>Hi</p>", date=WHEN)
@@ -395,35 +278,7 @@ def test_a_header_that_would_start_a_new_line_is_refused(mail_app, subject, extr
         message_bytes(message)
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        "zoe@client.test\r\nBcc: thief@evil.example",
-        "zoe@client.test\x00thief@evil.example",
-        "not an address",
-        "\u0430nna@client.test",  # a Cyrillic 'а': needs SMTPUTF8
-        "x@\u043f\u043e\u0447\u0442\u0430..\u0440\u0444",  # an empty IDN label
-        ("Zoe", "zoe@client.test, thief@evil.example"),
-    ],
-    ids=["crlf", "nul", "no-at", "non-ascii-local", "bad-idn", "two-in-a-pair"],
-)
-def test_an_address_that_is_not_one_mailbox_is_refused(mail_app, address):
-    message = Message("Subject", recipients=[address], body="Hi", date=WHEN)
-    with pytest.raises(UnsendableAddress):
-        message_bytes(message)
-    with pytest.raises(UnsendableAddress):
-        envelope(message)
-
-
-def test_an_international_domain_goes_in_its_ascii_form(mail_app):
-    message = Message("Subject", recipients=[("Анна", "anna@почта.рф")], body="Hi", date=WHEN)
-    assert envelope(message)[1] == ["anna@xn--80a1acny.xn--p1ai"]
-    parsed = message_from_bytes(message_bytes(message), policy=policy.default)
-    assert parsed["To"].addresses[0].addr_spec == "anna@xn--80a1acny.xn--p1ai"
-    assert parsed["To"].addresses[0].display_name == "Анна"
-
-
-def test_cc_reply_to_charset_and_attachments(mail_app):
+def test_what_it_does_not_write_itself_is_flask_mails_own(mail_app, monkeypatch):
     messages = [
         Message("Cc", recipients=["a@client.test"], cc=["b@client.test"], body="x", date=WHEN),
         Message("Reply-To", recipients=["a@client.test"], reply_to="desk@salon.example.com", body="x", date=WHEN),
@@ -432,30 +287,40 @@ def test_cc_reply_to_charset_and_attachments(mail_app):
             "Attachment",
             recipients=["a@client.test"],
             body="x",
-            html="<p>x</p>",
-            attachments=[Attachment("a.txt", "text/plain", b"data"), Attachment("b.bin", "image/png", b"\x89PNG")],
+            attachments=[Attachment("a.txt", "text/plain", b"data")],
             date=WHEN,
         ),
+        Message("Alternative", recipients=["a@client.test"], body="x", alts={"Not A/Subtype": "y"}, date=WHEN),
+        Message("No body", recipients=["a@client.test"], html="<p>only HTML</p>", date=WHEN),
     ]
+    calls = []
+    original = Message.as_bytes
+
+    def as_bytes(self):
+        calls.append(self.subject)
+        return original(self)
+
     for message in messages:
-        assert_reads_as_it_says(message)
-    attached = message_from_bytes(message_bytes(messages[3]), policy=policy.default)
-    assert attached.get_content_type() == "multipart/mixed"
-    assert [(a.get_filename(), a.get_content()) for a in attached.iter_attachments()] == [
-        ("a.txt", "data"),
-        ("b.bin", b"\x89PNG"),
-    ]
-    assert envelope(messages[0])[1] == ["a@client.test", "b@client.test"]
+        same_as_flask_mail(message)
+    monkeypatch.setattr(Message, "as_bytes", as_bytes)
+    for message in messages:
+        message_bytes(message)
+    assert calls == [message.subject for message in messages]
+
+    # a patched Flask-Mail is Flask-Mail: the patch serializes every message
+    plain = Message("Plain", recipients=["a@client.test"], body="x", html="<p>x</p>", date=WHEN)
+    message_bytes(plain)
+    assert calls[-1] == "Plain"
+
+    class Custom(Message):
+        def as_bytes(self) -> bytes:
+            return b"built by the subclass"
+
+    custom = Custom("Custom", recipients=["a@client.test"], body="x")
+    assert message_bytes(custom) == b"built by the subclass"
 
 
-def test_html_alone_and_a_bad_alternative(mail_app):
-    html_only = email_message(Message("HTML", recipients=["a@client.test"], html="<p>only HTML</p>", date=WHEN))
-    assert html_only.get_content_type() == "text/html" and html_only.get_content() == "<p>only HTML</p>\n"
-    with pytest.raises(ValueError, match="subtype"):
-        message_bytes(Message("Alt", recipients=["a@client.test"], body="x", alts={"Not A/Subtype": "y"}, date=WHEN))
-
-
-# -- through a real server ----------------------------------------------------------------------
+# -- through a real server, the dispatcher's way ---------------------------------------------------
 
 
 @pytest.fixture
@@ -467,21 +332,21 @@ def raw_sink(mail_app):
         yield sink
 
 
-def received(sink: EnvelopeSink, n: int) -> list[tuple[str, list[str], bytes]]:
+def received(sink: EnvelopeSink, n: int) -> list[bytes]:
     deadline = time.monotonic() + 10
     while len(sink.mails) < n and time.monotonic() < deadline:
         time.sleep(0.02)
-    return list(sink.mails)
+    return [raw for _sender, _rcpts, raw in sink.mails]
 
 
-def test_the_server_gets_each_message_as_it_says(mail_app, raw_sink):
-    """Each message arrives once, reading as it says, to the bare addresses of its envelope;
-    one that cannot be written fails at its own turn alone."""
+def test_the_server_gets_what_flask_mail_would_have_sent(mail_app, raw_sink, monkeypatch):
+    """Each message serialized while the server reads the one before it (``next_message``)
+    arrives as Flask-Mail's own serialization of it, once; a message that cannot be
+    serialized fails at its own turn and takes nothing else with it."""
     messages = [
         Message(
             f"Check-in {n} для Анны" if n % 2 else f"Check-in {n}",
             recipients=[("Анна Смирнова" if n % 2 else "Ann Smith", f"client{n}@client.test")],
-            bcc=[f"copy{n}@salon.example.com"],
             body=f"Body {n}\n.\n..leading dots\nКириллица",
             html=f"<p>{n}</p>",
             extra_headers={"List-Unsubscribe": f"<https://salon.example.com/u/{'t' * 60}{n}>"},
@@ -489,20 +354,41 @@ def test_the_server_gets_each_message_as_it_says(mail_app, raw_sink):
         )
         for n in range(5)
     ]
-    messages[2].extra_headers = {"X-Tail": "value\x0bBcc: thief@evil.example"}
+    messages[2].extra_headers = {"X-Cyrillic": "кириллица"}  # as_bytes fails on it
+    serialized = []
+    original = recovery_mail.message_bytes
+
+    def counting(message):
+        serialized.append(message.subject)
+        return original(message)
+
+    monkeypatch.setattr(recovery_mail, "message_bytes", counting)
     failed = []
     with TimeoutConnection(mail_app.extensions["mail"], 5) as conn:
         for n, message in enumerate(messages):
+            following = messages[n + 1] if n + 1 < len(messages) else None
             try:
-                conn.send(message)
-            except BadHeaderError:
+                conn.send(message, next_message=following)
+            except UnicodeEncodeError:
                 failed.append(n)
     assert failed == [2]
     arrived = received(raw_sink, 4)
     assert len(arrived) == 4
     expected = [messages[n] for n in (0, 1, 3, 4)]
-    assert [reading(raw) for _from, _rcpts, raw in arrived] == [said(m) for m in expected]
-    assert [rcpts for _from, rcpts, _raw in arrived] == [
-        [f"client{n}@client.test", f"copy{n}@salon.example.com"] for n in (0, 1, 3, 4)
-    ]
-    assert {mail_from for mail_from, _rcpts, _raw in arrived} == {"hello@salon.example.com"}
+    assert [meaning(raw) for raw in arrived] == [meaning(message.as_bytes()) for message in expected]
+    # the first at its turn, each next one ahead of it, the failing one again at its turn, and
+    # the one after it at its own turn (no message went before it to serialize it ahead)
+    assert serialized == [messages[n].subject for n in (0, 1, 2, 2, 3, 4)]
+
+
+def test_a_message_changed_after_the_last_one_went_is_not_sent_stale(mail_app, raw_sink):
+    """The connection keeps the bytes it prepared only for the message object it prepared them for."""
+    first = Message("First", recipients=["a@client.test"], body="one", date=WHEN)
+    second = Message("Second", recipients=["b@client.test"], body="two", date=WHEN + 1)
+    other = Message("Other", recipients=["c@client.test"], body="three", date=WHEN)
+    with TimeoutConnection(mail_app.extensions["mail"], 5) as conn:
+        conn.send(first, next_message=second)
+        conn.send(other)  # not the message announced: serialized on its own
+        conn.send(second)
+    arrived = received(raw_sink, 3)
+    assert [message_from_bytes(raw)["Subject"] for raw in arrived] == ["First", "Other", "Second"]
